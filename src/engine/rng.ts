@@ -15,7 +15,7 @@ function mulhi(a: number, b: number): number {
 }
 
 /** One Philox block: 4 u32 outputs for counter (c0..c3) and key (k0, k1), written to out[o..o+3]. */
-function philoxBlock(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number,
+export function philoxBlock(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number,
                      out: Uint32Array, o: number): void {
   for (let r = 0; r < 10; r++) {
     const hi0 = mulhi(M0, c0), lo0 = Math.imul(M0, c0) >>> 0;

@@ -1,0 +1,70 @@
+/** The `vss` command line. Each subcommand parses into a typed object and calls into the library. */
+import { Command } from 'commander';
+import os from 'node:os';
+import { backendName, nativeAvailable, randn, Rng, matmul, noGrad } from '../engine/index.js';
+import { cpuFeatures, getNumThreads } from '../engine/backend/native.js';
+
+function engineInfo(): Record<string, unknown> {
+  const native = nativeAvailable();
+  return {
+    backend: backendName(),
+    nativeAddon: native ? 'loaded' : 'not available (pure TypeScript kernels)',
+    simd: native ? cpuFeatures() : 'n/a',
+    threads: native ? getNumThreads() : 1,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    node: process.version,
+  };
+}
+
+/** A quick sgemm throughput check: n×n×n products, median of a few runs. */
+function gemmCheck(n: number, reps: number): { n: number; ms: number; gflops: number } {
+  const rng = new Rng(0);
+  const a = randn([n, n], { rng }), b = randn([n, n], { rng });
+  const times: number[] = [];
+  noGrad(() => {
+    matmul(a, b);
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      matmul(a, b);
+      times.push(performance.now() - t0);
+    }
+  });
+  times.sort((x, y) => x - y);
+  const ms = times[Math.floor(times.length / 2)];
+  return { n, ms: +ms.toFixed(2), gflops: +((2 * n ** 3) / (ms * 1e6)).toFixed(1) };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command();
+  program
+    .name('vss')
+    .description('The Visual Sovereignty Stack: image generation written from first principles')
+    .option('--verbose', 'show stack traces on errors')
+    .showHelpAfterError();
+
+  const engine = program.command('engine').description('the tensor engine: backend, kernels, threads');
+  engine
+    .command('info')
+    .description('print which backend, SIMD path and thread count are in use')
+    .option('--json', 'machine-readable output')
+    .action((opts: { json?: boolean }) => {
+      const info = engineInfo();
+      if (opts.json) console.log(JSON.stringify(info));
+      else for (const [k, v] of Object.entries(info)) console.log(`${k.padEnd(12)} ${v}`);
+    });
+  engine
+    .command('gemm')
+    .description('measure matrix-multiply throughput (GFLOPS) with the current backend')
+    .option('-n, --size <n>', 'matrix size', '1024')
+    .option('-r, --reps <n>', 'repetitions (median is reported)', '5')
+    .action((opts: { size: string; reps: string }) => {
+      const n = Number(opts.size), reps = Number(opts.reps);
+      if (!Number.isInteger(n) || n <= 0 || n > 8192) throw new Error(`--size must be an integer in 1..8192, got ${opts.size}`);
+      if (!Number.isInteger(reps) || reps <= 0) throw new Error(`--reps must be a positive integer, got ${opts.reps}`);
+      const r = gemmCheck(n, reps);
+      console.log(`sgemm ${n}³ on ${backendName()}: ${r.ms} ms, ${r.gflops} GFLOPS`);
+    });
+
+  await program.parseAsync(argv);
+}

@@ -1,0 +1,155 @@
+/** Tensor core: views, autograd mechanics, dtypes, random numbers, errors. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as v from '../src/engine/index.js';
+import { philoxBlock } from '../src/engine/rng.js';
+
+const close = (a: number[], b: number[], tol = 1e-6) =>
+  a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= tol * (1 + Math.abs(b[i])));
+
+test('Philox 4x32-10 matches the Random123 known-answer vectors', () => {
+  const out = new Uint32Array(4);
+  const hex = () => [...out].map((x) => x.toString(16).padStart(8, '0')).join(' ');
+  philoxBlock(0, 0, 0, 0, 0, 0, out, 0);
+  assert.equal(hex(), '6627e8d5 e169c58d bc57ac4c 9b00dbd8');
+  philoxBlock(0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, out, 0);
+  assert.equal(hex(), '408f276d 41c83b0e a20bc7c6 6d5451fd');
+  philoxBlock(0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, out, 0);
+  assert.equal(hex(), 'd16cfe09 94fdcceb 5001e420 24126ea1');
+});
+
+test('Rng: same seed same numbers; state round-trips; chunking does not matter', () => {
+  const a = new v.Rng(42), b = new v.Rng(42);
+  assert.deepEqual([...a.normal(10)], [...b.normal(10)]);
+  const st = a.getState();
+  const next = [...a.uniform(7)];
+  const c = new v.Rng(1);
+  c.setState(st);
+  assert.deepEqual([...c.uniform(7)], next);
+  // Drawing 8 then 8 equals drawing 16 at once (block-aligned positions).
+  const d = new v.Rng(5), e = new v.Rng(5);
+  assert.deepEqual([...d.uint32(8), ...d.uint32(8)], [...e.uint32(16)]);
+  const n = new v.Rng(3).normal(20000);
+  let mean = 0, sq = 0;
+  for (const x of n) { mean += x; sq += x * x; }
+  mean /= n.length;
+  assert.ok(Math.abs(mean) < 0.03 && Math.abs(sq / n.length - 1) < 0.05, `normal moments ${mean} ${sq / n.length}`);
+  const ints = new v.Rng(9).integers(1000, -3, 4);
+  assert.ok(ints.every((x) => x >= -3 && x < 4));
+});
+
+test('views share storage and only copy when the layout requires it', () => {
+  const x = v.arange(24).reshape([2, 3, 4]);
+  const t = x.transpose(0, 2);
+  assert.equal(t.data, x.data);
+  assert.deepEqual(t.shape, [4, 3, 2]);
+  assert.equal(t.isContiguous(), false);
+  assert.deepEqual(t.contiguous().toArray()[1][2], [9, 21]);
+  const n = x.narrow(1, 1, 2);
+  assert.equal(n.data, x.data);
+  assert.equal(n.offset, 4);
+  // A view that cannot be expressed with strides copies.
+  const r = t.reshape([24]);
+  assert.notEqual(r.data, x.data);
+  assert.deepEqual(r.toArray().slice(0, 4), [0, 12, 4, 16]);
+  // A reshape that merges contiguous dims of a narrowed view stays a view.
+  const m = x.narrow(0, 1, 1).reshape([3, 4]);
+  assert.equal(m.data, x.data);
+  assert.deepEqual(m.toArray()[0], [12, 13, 14, 15]);
+  assert.deepEqual(x.slice(2, 0, 4, 2).toArray()[0][0], [0, 2]);
+  assert.deepEqual(v.tensor([1, 2, 3]).expand([2, 3]).strides, [0, 1]);
+  assert.deepEqual(x.unsqueeze(1).shape, [2, 1, 3, 4]);
+  assert.deepEqual(x.unsqueeze(1).squeeze().shape, [2, 3, 4]);
+  assert.deepEqual(x.flatten(1).shape, [2, 12]);
+});
+
+test('autograd: accumulation, reuse, noGrad, detach, views', () => {
+  const a = v.tensor([1, 2, 3], { requiresGrad: true });
+  const y = a.mul(a).add(a).sum(); // d/da = 2a + 1
+  y.backward();
+  assert.deepEqual(a.grad!.toArray(), [3, 5, 7]);
+  a.mul(2).sum().backward(); // accumulates
+  assert.deepEqual(a.grad!.toArray(), [5, 7, 9]);
+  a.zeroGrad();
+  const z = v.noGrad(() => a.mul(3));
+  assert.equal(z.requiresGrad, false);
+  assert.equal(a.detach().requiresGrad, false);
+  // gradients through views land in the right places
+  const m = v.zeros([3, 4], { requiresGrad: true });
+  m.narrow(1, 1, 2).transpose(0, 1).mul(v.tensor([[1, 2, 3], [4, 5, 6]])).sum().backward();
+  assert.deepEqual(m.grad!.toArray(), [[0, 1, 4, 0], [0, 2, 5, 0], [0, 3, 6, 0]]);
+  const s = v.zeros([6], { requiresGrad: true });
+  s.slice(0, 1, 6, 2).sum().backward();
+  assert.deepEqual(s.grad!.toArray(), [0, 1, 0, 1, 0, 1]);
+  // broadcasting reduces gradients back to the input shape
+  const b = v.ones([1, 3], { requiresGrad: true });
+  v.ones([4, 3]).mul(b).sum().backward();
+  assert.deepEqual(b.grad!.toArray(), [[4, 4, 4]]);
+  assert.throws(() => v.tensor([1, 2]).sum().backward(), /does not require grad/);
+  assert.throws(() => a.mul(2).backward(), /gradient must be given/);
+});
+
+test('dtypes: 16-bit casts, integer indices, bool masks', () => {
+  const x = v.tensor([1, -2.5, 65504, 1e-8]);
+  assert.deepEqual(x.half().float().toArray().slice(0, 3), [1, -2.5, 65504]);
+  assert.deepEqual(x.bfloat16().float().toArray().slice(0, 2), [1, -2.5]);
+  const ids = v.tensor([2, 0]).to('i64');
+  assert.equal(ids.dtype, 'i64');
+  assert.deepEqual(v.embedding(ids, v.arange(6).reshape([3, 2])).toArray(), [[4, 5], [0, 1]]);
+  const mask = v.tensor([1, 5, 3]).gt(2);
+  assert.equal(mask.dtype, 'bool');
+  assert.deepEqual(v.where(mask, 1, -1).toArray(), [-1, 1, 1]);
+  assert.deepEqual(v.argmax(v.tensor([[1, 9, 3], [7, 2, 7]]), 1).toArray(), [1, 0]);
+  // 16-bit weights go straight into matmul/linear
+  const w = v.randn([5, 7], { rng: new v.Rng(1) });
+  const inp = v.randn([3, 7], { rng: new v.Rng(2) });
+  const ref = v.linear(inp, w.half().float()).toArray().flat();
+  assert.ok(close(v.linear(inp, w.half()).toArray().flat(), ref, 1e-5));
+});
+
+test('clear errors for impossible shapes and arguments', () => {
+  assert.throws(() => v.matmul(v.ones([2, 3]), v.ones([4, 5])), /do not align/);
+  assert.throws(() => v.ones([6]).reshape([4, -1]), /cannot reshape 6 elements/);
+  assert.throws(() => v.add(v.ones([2, 3]), v.ones([4])), /cannot be broadcast/);
+  assert.throws(() => v.conv2d(v.ones([1, 3, 2, 2]), v.ones([4, 3, 3, 3])), /too small/);
+  assert.throws(() => v.ones([2, 2]).permute(0, 0), /repeated dims/);
+  assert.throws(() => v.ones([2]).sum(3), /out of range/);
+  assert.throws(() => v.zeros([-1]), /non-negative/);
+  assert.throws(() => v.crossEntropy(v.ones([2, 3]), v.tensor([0, 3]).to('i32')), /outside \[0, 3\)/);
+  assert.throws(() => v.groupNorm(v.ones([1, 6, 2]), 4), /cannot be split/);
+});
+
+test('empty tensors flow through ops', () => {
+  const e = v.zeros([0, 3]);
+  assert.deepEqual(e.add(1).shape, [0, 3]);
+  assert.deepEqual(e.sum(0).toArray(), [0, 0, 0]);
+  assert.deepEqual(v.matmul(e, v.ones([3, 2])).shape, [0, 2]);
+  assert.deepEqual(v.cat([e, v.ones([2, 3])], 0).shape, [2, 3]);
+});
+
+test('native and JS backends agree on a small network, forward and backward', { skip: !v.nativeAvailable() && 'native addon not built' }, () => {
+  const run = (backend: v.BackendName) => {
+    v.setBackend(backend);
+    const rng = new v.Rng(7);
+    const x = v.randn([2, 3, 12, 12], { rng });
+    const w1 = v.randn([8, 3, 3, 3], { rng, requiresGrad: true });
+    const w2 = v.randn([10, 8 * 36], { rng, requiresGrad: true });
+    let h = v.conv2d(x, w1, null, { padding: 1 });
+    h = v.groupNorm(h, 4).silu();
+    h = v.avgPool2d(h, 2);
+    const q = h.flatten(2).transpose(1, 2); // [2, 36, 8]
+    h = v.scaledDotProductAttention(q, q, q).transpose(1, 2).reshape([2, 8 * 36]);
+    const loss = v.crossEntropy(v.linear(h, w2), v.tensor([3, 7]).to('i32'));
+    loss.backward();
+    return [loss.item(), ...w1.grad!.toArray().flat(3), ...w2.grad!.toArray().flat()];
+  };
+  const before = v.backendName();
+  try {
+    const js = run('js'), nat = run('native');
+    let num = 0, den = 0;
+    for (let i = 0; i < js.length; i++) { num += (js[i] - nat[i]) ** 2; den += js[i] ** 2; }
+    assert.ok(Math.sqrt(num / den) < 1e-5, `relative error ${Math.sqrt(num / den)}`);
+  } finally {
+    v.setBackend(before);
+  }
+});
