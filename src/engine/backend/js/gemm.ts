@@ -12,9 +12,12 @@ const MC = 32;   // rows of C per block (multiple of 4)
 const NC = 128;  // columns of C per block (multiple of 4)
 const KC = 128;  // depth per packed block: 128×128 f64 of B (128 KiB) stays in L2 while the rows sweep it
 
-/** aPack[i*kc + k] = op(A)[i0+i, k0+k]; rows past mc (up to a multiple of 4) are zero. */
+/**
+ * aPack[i*kc + k] = op(A)[i0+i, k0+k]. The micro-kernel runs over mc and nc rounded up to 4; the extra
+ * rows/columns hold stale values that only reach accumulator entries which are never written to C.
+ */
 const aPack = new Float64Array(MC * KC);
-/** bPack[j*kc + k] = op(B)[k0+k, j0+j]; columns past nc (up to a multiple of 4) are zero. */
+/** bPack[j*kc + k] = op(B)[k0+k, j0+j]. */
 const bPack = new Float64Array(NC * KC);
 const accBlock = new Float64Array(MC * NC);
 
@@ -36,7 +39,6 @@ function packA(A: WeightBuf, table: Float32Array | null, base: number, lda: numb
       else for (let i = 0; i < mc; i++) aPack[i * kc + k] = table[A[src + i]];
     }
   }
-  aPack.fill(0, mc * kc, roundUp4(mc) * kc);
 }
 
 function packB(B: WeightBuf, table: Float32Array | null, base: number, ldb: number, trans: boolean,
@@ -55,7 +57,6 @@ function packB(B: WeightBuf, table: Float32Array | null, base: number, ldb: numb
       else for (let j = 0; j < nc; j++) bPack[j * kc + k] = table[B[src + j]];
     }
   }
-  bPack.fill(0, nc * kc, roundUp4(nc) * kc);
 }
 
 /** accBlock[i*accStride + j] += Σ_k aPack[i*kc + k] · bPack[j*kc + k] over padded mc×nc, 4×4 at a time. */

@@ -77,7 +77,8 @@ export function halfTable(kind: HalfKind): Float32Array {
   }
   if (!bf16Table) {
     bf16Table = new Float32Array(65536);
-    new Uint32Array(bf16Table.buffer).forEach((_, i, bits) => { bits[i] = i << 16; });
+    const bits = new Uint32Array(bf16Table.buffer);
+    for (let i = 0; i < 65536; i++) bits[i] = i << 16;
   }
   return bf16Table;
 }
