@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import os from 'node:os';
 import { backendName, nativeAvailable, randn, Rng, matmul, noGrad } from '../engine/index.js';
 import { cpuFeatures, getNumThreads } from '../engine/backend/native.js';
+import { registerInfoCommand } from './info.js';
 
 function engineInfo(): Record<string, unknown> {
   const native = nativeAvailable();
@@ -65,6 +66,8 @@ export async function main(argv: string[]): Promise<void> {
       const r = gemmCheck(n, reps);
       console.log(`sgemm ${n}³ on ${backendName()}: ${r.ms} ms, ${r.gflops} GFLOPS`);
     });
+
+  registerInfoCommand(program);
 
   await program.parseAsync(argv);
 }
