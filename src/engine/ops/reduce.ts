@@ -3,7 +3,8 @@ import { Tensor, type Shape, numelOf } from '../tensor.js';
 import { K } from '../backend/index.js';
 import type { ReduceOp } from '../backend/kernels.js';
 import { fromOp, toDense } from './data.js';
-import { normDim, reshape, expand } from './view.js';
+import { normDim, reshape, expand, squeeze } from './view.js';
+import { gather } from './shape.js';
 import { mul, div, sub, add, exp, log, sqrt, eq, where } from './elementwise.js';
 
 function normDims(dim: number | number[] | undefined, ndim: number): number[] {
@@ -82,13 +83,18 @@ function argReduce(op: 'argmax' | 'argmin', x: Tensor, dim: number | undefined, 
 export const argmax = (x: Tensor, dim?: number, keepdim = false) => argReduce('argmax', x, dim, keepdim);
 export const argmin = (x: Tensor, dim?: number, keepdim = false) => argReduce('argmin', x, dim, keepdim);
 
-/** Values and indices of the max/min along one dim (like torch.max(x, dim)). */
-export function maxDim(x: Tensor, dim: number, keepdim = false): { values: Tensor; indices: Tensor } {
-  return { values: max(x, dim, keepdim), indices: argmax(x, dim, keepdim) };
+/**
+ * Values and indices of the max/min along one dim (like torch.max(x, dim)). Unlike max(), the gradient
+ * goes to the one returned index, not shared between ties.
+ */
+function extremeDim(op: 'argmax' | 'argmin', x: Tensor, dim: number, keepdim: boolean): { values: Tensor; indices: Tensor } {
+  const indices = argReduce(op, x, dim, true);
+  const values = gather(x, dim, indices);
+  const d = normDim(dim, x.ndim);
+  return keepdim ? { values, indices } : { values: squeeze(values, d), indices: squeeze(indices, d) };
 }
-export function minDim(x: Tensor, dim: number, keepdim = false): { values: Tensor; indices: Tensor } {
-  return { values: min(x, dim, keepdim), indices: argmin(x, dim, keepdim) };
-}
+export const maxDim = (x: Tensor, dim: number, keepdim = false) => extremeDim('argmax', x, dim, keepdim);
+export const minDim = (x: Tensor, dim: number, keepdim = false) => extremeDim('argmin', x, dim, keepdim);
 
 export interface VarOptions { correction?: number; keepdim?: boolean }
 
