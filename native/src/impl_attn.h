@@ -1,0 +1,310 @@
+// Fused attention (FlashAttention-style): tiles of queries x keys, online softmax, never an Lq x Lk
+// matrix. All products run on the GEMM micro-kernel. The score tile is computed in whichever
+// orientation makes it, as stored, the packed B operand of the next product:
+//   forward / dQ pass:   Sᵀ (keys x queries) = K · Qᵀ, lanes = queries; Oᵀ += Vᵀ · Pᵀ, dQᵀ += Kᵀ · dSᵀ
+//   dK,dV pass:          S (queries x keys)  = Q · Kᵀ, lanes = keys;    dVᵀ += dOᵀ · P, dKᵀ += Qᵀ · dS
+// Operands shared by all tiles of a (batch, head) are packed once; the per-tile ones per task.
+// Work splits: forward and dQ by (b, h, query tile), dK/dV by (b, h, key tile); each output element is
+// accumulated by one task in a fixed order, so results do not depend on the thread count.
+
+// C (panels of NR columns: panel p at C + p*c_pstride, row r at + r*c_row) = alpha·A·B + beta·C, where
+// A is MR-row panels a_pstride apart and B is NR-column panels b_pstride apart, both `depth` deep.
+static inline void mm_panels(int64_t m, int64_t n, int64_t depth, const float* A, int64_t a_pstride,
+                             const float* B, int64_t b_pstride, float* C, int64_t c_row, int64_t c_pstride,
+                             float alpha, float beta) {
+  for (int64_t p = 0; p * NR < n; p++) {
+    const int nj = (int)imin<int64_t>(NR, n - p * NR);
+    for (int64_t a = 0; a * MR < m; a++) {
+      const int mi = (int)imin<int64_t>(MR, m - a * MR);
+      ukernel(depth, A + a * a_pstride, B + p * b_pstride, C + p * c_pstride + a * MR * c_row, c_row, alpha, beta,
+              mi, nj);
+    }
+  }
+}
+
+// Packs all panels of one operand: R-wide panels of `rows` rows, `depth` deep, panel stride R*depth.
+template <int R>
+static inline void pack_all(const float* src, int64_t ld, bool kmajor, int64_t rows, int64_t depth, float* dst) {
+  for (int64_t r = 0; r < rows; r += R)
+    pack_panel<R>(src, DT_F32, ld, kmajor, r, (int)imin<int64_t>(R, rows - r), 0, depth, dst + (r / R) * R * depth);
+}
+static inline int64_t panels_size(int64_t rows, int64_t depth, int R) { return ceil_div(rows, R) * R * depth; }
+
+constexpr int64_t TQ = ((64 + NR - 1) / NR) * NR;      // query tile (lanes) in the Sᵀ orientation
+constexpr int64_t TK = ((128 + MR - 1) / MR) * MR;     // key tile (rows) in the Sᵀ orientation
+constexpr int64_t TK1 = ((64 + NR - 1) / NR) * NR;     // key tile (lanes) in the S orientation
+constexpr int64_t TQ1 = ((128 + MR - 1) / MR) * MR;    // query tile (rows) in the S orientation
+constexpr int64_t kAttnBudget = (int64_t)1 << 24;      // floats of shared packs per group of heads
+
+static inline V lane_index(int64_t base) { return vadd(vset1((float)base), vload(kIota)); }
+
+// Additive mask values for one row of the Sᵀ orientation (key fixed, lanes = queries q0..q0+n).
+static inline V mask_lanes_q(const float* mrow, int64_t mQ, int64_t key, int64_t q0, int n) {
+  if (mQ == 0) return vset1(mrow[key]);
+  alignas(64) float t[W];
+  for (int i = 0; i < W; i++) t[i] = i < n ? mrow[(q0 + i) * mQ + key] : 0.0f;
+  return vload(t);
+}
+
+// Softmax-side work on one Sᵀ panel row block. Forward variant: online softmax update.
+static void attn_forward(const AttnArgs& a) {
+  const int64_t BH = a.B * a.H, D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
+  if (BH <= 0 || Lq <= 0) return;
+  const int64_t per_bh = panels_size(Lk, D, MR) + panels_size(Dv, Lk, MR);
+  const int64_t group = imax<int64_t>(1, kAttnBudget / imax<int64_t>(1, per_bh));
+  const int64_t nqt = ceil_div(Lq, TQ);
+  for (int64_t g0 = 0; g0 < BH; g0 += group) {
+    const int64_t gn = imin(group, BH - g0);
+    float* shared = static_cast<float*>(scratch(SLOT_OP0, (size_t)(gn * per_bh + 16) * sizeof(float)));
+    auto prepack = [&](int64_t t, int) {
+      const int64_t bh = g0 + t / 2;
+      float* KA = shared + (t / 2) * per_bh;
+      if (t % 2 == 0) pack_all<MR>(a.k + bh * Lk * D, D, false, Lk, D, KA);
+      else pack_all<MR>(a.v + bh * Lk * Dv, Dv, true, Dv, Lk, KA + panels_size(Lk, D, MR));
+    };
+    par_for(gn * 2, prepack);
+
+    auto task = [&](int64_t t, int) {
+      const int64_t bhl = t / nqt, bh = g0 + bhl, q0 = (t % nqt) * TQ;
+      const int64_t b = bh / a.H, h = bh % a.H;
+      const int nq = (int)imin<int64_t>(TQ, Lq - q0);
+      const float* KA = shared + bhl * per_bh;
+      const float* VtA = KA + panels_size(Lk, D, MR);
+      const float* Q = a.q + bh * Lq * D;
+      const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
+      // per-task buffers: QtB [TQ/NR][D][NR], ST [TQ/NR][TK][NR], OT [Dv][TQ], m, l [TQ]
+      const int64_t szQ = TQ * D, szS = TQ * TK, szO = Dv * TQ;
+      float* buf = static_cast<float*>(scratch(SLOT_OP4, (size_t)(szQ + szS + szO + 2 * TQ) * sizeof(float)));
+      float *QtB = buf, *ST = QtB + szQ, *OT = ST + szS, *M = OT + szO, *L = M + TQ;
+      for (int64_t p = 0; p * NR < nq; p++)
+        pack_panel<NR>(Q, DT_F32, D, false, q0 + p * NR, (int)imin<int64_t>(NR, nq - p * NR), 0, D, QtB + p * D * NR);
+      for (int64_t i = 0; i < TQ; i++) { M[i] = -__builtin_inff(); L[i] = 0.0f; }
+      for (int64_t i = 0; i < szO; i++) OT[i] = 0.0f;
+      const int64_t kend = a.causal ? imin<int64_t>(Lk, q0 + nq) : Lk;
+      for (int64_t k0 = 0; k0 < kend; k0 += TK) {
+        const int64_t nk = imin<int64_t>(TK, kend - k0);
+        mm_panels(nk, nq, D, KA + (k0 / MR) * D * MR, D * MR, QtB, D * NR, ST, NR, TK * NR, a.scale, 0.0f);
+        const bool need_causal = a.causal && k0 + nk - 1 > q0;
+        for (int64_t p = 0; p * NR < nq; p++) {
+          float* SP = ST + p * TK * NR;
+          for (int v = 0; v < NR / W; v++) {
+            const int64_t lane0 = p * NR + v * W;
+            const int nv = (int)imax<int64_t>(0, imin<int64_t>(W, nq - lane0));
+            if (nv == 0) break;
+            const Mask valid = vlt(vload(kIota), vset1((float)nv));
+            const V qidx = lane_index(q0 + lane0);
+            V mx = vset1(-__builtin_inff());
+            for (int64_t r = 0; r < nk; r++) {
+              float* sp = SP + r * NR + v * W;
+              V s = vload(sp);
+              if (mrow) s = vadd(s, mask_lanes_q(mrow, a.mQ, k0 + r, q0 + lane0, nv));
+              if (need_causal) s = vsel(vgt(vset1((float)(k0 + r)), qidx), vset1(-__builtin_inff()), s);
+              s = vsel(valid, s, vset1(-__builtin_inff()));
+              vstore(sp, s);
+              mx = vmax(mx, s);
+            }
+            const V mold = vload(M + lane0);
+            const V mnew = vmax(mold, mx);
+            const V muse = vsel(veq(mnew, vset1(-__builtin_inff())), vzero(), mnew);
+            const V corr = vexp(vsub(mold, muse));
+            V sum = vzero();
+            for (int64_t r = 0; r < nk; r++) {
+              float* sp = SP + r * NR + v * W;
+              V pr = vexp(vsub(vload(sp), muse));
+              vstore(sp, pr);
+              sum = vadd(sum, pr);
+            }
+            vstore(L + lane0, vfma(vload(L + lane0), corr, sum));
+            vstore(M + lane0, mnew);
+            for (int64_t d = 0; d < Dv; d++) {
+              float* o = OT + d * TQ + lane0;
+              vstore(o, vmul(vload(o), corr));
+            }
+          }
+        }
+        mm_panels(Dv, nq, nk, VtA + k0 * MR, Lk * MR, ST, TK * NR, OT, TQ, NR, 1.0f, 1.0f);
+      }
+      float* out = a.o + (bh * Lq + q0) * Dv;
+      float* lse = a.l + bh * Lq + q0;
+      for (int q = 0; q < nq; q++) {
+        const float l = L[q];
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        for (int64_t d = 0; d < Dv; d++) out[q * Dv + d] = OT[d * TQ + q] * inv;
+        lse[q] = l > 0.0f ? M[q] + __builtin_logf(l) : -__builtin_inff();
+      }
+    };
+    par_for(gn * nqt, task);
+  }
+}
+
+static void attn_backward(const AttnArgs& a) {
+  const int64_t BH = a.B * a.H, D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
+  if (BH <= 0) return;
+  if (Lq <= 0 || Lk <= 0) {
+    for (int64_t i = 0; i < BH * Lq * D; i++) a.gq[i] = 0.0f;
+    for (int64_t i = 0; i < BH * Lk * D; i++) a.gk[i] = 0.0f;
+    for (int64_t i = 0; i < BH * Lk * Dv; i++) a.gv[i] = 0.0f;
+    return;
+  }
+  // shared packs per (b,h): pass 1: QA, dOP, dOtA, QtA; pass 2: KA, VA, KtA; and Δ = rowsum(dO ∘ O)
+  const int64_t sQA = panels_size(Lq, D, MR), sdOP = panels_size(Lq, Dv, MR);
+  const int64_t sdOtA = panels_size(Dv, Lq, MR), sQtA = panels_size(D, Lq, MR);
+  const int64_t sKA = panels_size(Lk, D, MR), sVA = panels_size(Lk, Dv, MR), sKtA = panels_size(D, Lk, MR);
+  const int64_t per_bh = sQA + sdOP + sdOtA + sQtA + sKA + sVA + sKtA + round_up(Lq, 16);
+  const int64_t group = imax<int64_t>(1, kAttnBudget / per_bh);
+  const int64_t nkt1 = ceil_div(Lk, TK1), nqt2 = ceil_div(Lq, TQ);
+  const float NEG_INF = -__builtin_inff();
+  for (int64_t g0 = 0; g0 < BH; g0 += group) {
+    const int64_t gn = imin(group, BH - g0);
+    float* shared = static_cast<float*>(scratch(SLOT_OP0, (size_t)(gn * per_bh + 16) * sizeof(float)));
+    struct Packs { float *QA, *dOP, *dOtA, *QtA, *KA, *VA, *KtA, *Dl; };
+    auto packs = [&](int64_t bhl) {
+      Packs P;
+      P.QA = shared + bhl * per_bh; P.dOP = P.QA + sQA; P.dOtA = P.dOP + sdOP; P.QtA = P.dOtA + sdOtA;
+      P.KA = P.QtA + sQtA; P.VA = P.KA + sKA; P.KtA = P.VA + sVA; P.Dl = P.KtA + sKtA;
+      return P;
+    };
+    auto prepack = [&](int64_t t, int) {
+      const int64_t bhl = t / 8, bh = g0 + bhl;
+      const Packs P = packs(bhl);
+      const float* Q = a.q + bh * Lq * D;
+      const float* K = a.k + bh * Lk * D;
+      const float* Vv = a.v + bh * Lk * Dv;
+      const float* dO = a.gout + bh * Lq * Dv;
+      switch (t % 8) {
+        case 0: pack_all<MR>(Q, D, false, Lq, D, P.QA); break;
+        case 1: pack_all<MR>(dO, Dv, false, Lq, Dv, P.dOP); break;
+        case 2: pack_all<MR>(dO, Dv, true, Dv, Lq, P.dOtA); break;
+        case 3: pack_all<MR>(Q, D, true, D, Lq, P.QtA); break;
+        case 4: pack_all<MR>(K, D, false, Lk, D, P.KA); break;
+        case 5: pack_all<MR>(Vv, Dv, false, Lk, Dv, P.VA); break;
+        case 6: pack_all<MR>(K, D, true, D, Lk, P.KtA); break;
+        case 7: {
+          const float* O = a.out + bh * Lq * Dv;
+          for (int64_t q = 0; q < Lq; q++) P.Dl[q] = vec_dot(dO + q * Dv, O + q * Dv, Dv);
+          break;
+        }
+      }
+    };
+    par_for(gn * 8, prepack);
+
+    // ---- pass 1: dK, dV per key tile (S orientation: rows = queries, lanes = keys)
+    auto pass1 = [&](int64_t t, int) {
+      const int64_t bhl = t / nkt1, bh = g0 + bhl, k0 = (t % nkt1) * TK1;
+      const int64_t b = bh / a.H, h = bh % a.H;
+      const int nk = (int)imin<int64_t>(TK1, Lk - k0);
+      const Packs P = packs(bhl);
+      const float* lse = a.lse + bh * Lq;
+      const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
+      const int64_t szK = TK1 * D, szV = TK1 * Dv, szS = TQ1 * TK1;
+      float* buf = static_cast<float*>(
+          scratch(SLOT_OP4, (size_t)(szK + szV + 2 * szS + Dv * TK1 + D * TK1) * sizeof(float)));
+      float *KtB = buf, *VtB = KtB + szK, *SB = VtB + szV, *DB = SB + szS, *dVt = DB + szS, *dKt = dVt + Dv * TK1;
+      const float* K = a.k + bh * Lk * D;
+      const float* Vv = a.v + bh * Lk * Dv;
+      for (int64_t p = 0; p * NR < nk; p++) {
+        const int nj = (int)imin<int64_t>(NR, nk - p * NR);
+        pack_panel<NR>(K, DT_F32, D, false, k0 + p * NR, nj, 0, D, KtB + p * D * NR);
+        pack_panel<NR>(Vv, DT_F32, Dv, false, k0 + p * NR, nj, 0, Dv, VtB + p * Dv * NR);
+      }
+      for (int64_t i = 0; i < Dv * TK1; i++) dVt[i] = 0.0f;
+      for (int64_t i = 0; i < D * TK1; i++) dKt[i] = 0.0f;
+      const int64_t qstart = a.causal ? (k0 / TQ1) * TQ1 : 0;
+      for (int64_t q0 = qstart; q0 < Lq; q0 += TQ1) {
+        const int64_t nq = imin<int64_t>(TQ1, Lq - q0);
+        mm_panels(nq, nk, D, P.QA + (q0 / MR) * D * MR, D * MR, KtB, D * NR, SB, NR, TQ1 * NR, a.scale, 0.0f);
+        mm_panels(nq, nk, Dv, P.dOP + (q0 / MR) * Dv * MR, Dv * MR, VtB, Dv * NR, DB, NR, TQ1 * NR, 1.0f, 0.0f);
+        const bool need_causal = a.causal && k0 + nk - 1 > q0;
+        for (int64_t p = 0; p * NR < nk; p++) {
+          for (int v = 0; v < NR / W; v++) {
+            const int64_t lane0 = p * NR + v * W;
+            const int nv = (int)imax<int64_t>(0, imin<int64_t>(W, nk - lane0));
+            if (nv == 0) break;
+            const Mask valid = vlt(vload(kIota), vset1((float)nv));
+            const V kidx = lane_index(k0 + lane0);
+            for (int64_t r = 0; r < nq; r++) {
+              const int64_t q = q0 + r;
+              float* sp = SB + p * TQ1 * NR + r * NR + v * W;
+              float* dp = DB + p * TQ1 * NR + r * NR + v * W;
+              V s = vload(sp);
+              if (mrow) s = vadd(s, vload_n(mrow + q * a.mQ + k0 + lane0, nv));
+              if (need_causal) s = vsel(vgt(kidx, vset1((float)q)), vset1(NEG_INF), s);
+              const float l = lse[q];
+              V pr = l == NEG_INF ? vzero() : vexp(vsub(s, vset1(l)));
+              pr = vsel(valid, pr, vzero());
+              vstore(sp, pr);
+              vstore(dp, vmul(pr, vsub(vload(dp), vset1(P.Dl[q]))));
+            }
+          }
+        }
+        mm_panels(Dv, nk, nq, P.dOtA + q0 * MR, Lq * MR, SB, TQ1 * NR, dVt, TK1, NR, 1.0f, 1.0f);
+        mm_panels(D, nk, nq, P.QtA + q0 * MR, Lq * MR, DB, TQ1 * NR, dKt, TK1, NR, a.scale, 1.0f);
+      }
+      float* gk = a.gk + (bh * Lk + k0) * D;
+      float* gv = a.gv + (bh * Lk + k0) * Dv;
+      for (int j = 0; j < nk; j++) {
+        for (int64_t d = 0; d < D; d++) gk[j * D + d] = dKt[d * TK1 + j];
+        for (int64_t d = 0; d < Dv; d++) gv[j * Dv + d] = dVt[d * TK1 + j];
+      }
+    };
+    par_for(gn * nkt1, pass1);
+
+    // ---- pass 2: dQ per query tile (Sᵀ orientation: rows = keys, lanes = queries)
+    auto pass2 = [&](int64_t t, int) {
+      const int64_t bhl = t / nqt2, bh = g0 + bhl, q0 = (t % nqt2) * TQ;
+      const int64_t b = bh / a.H, h = bh % a.H;
+      const int nq = (int)imin<int64_t>(TQ, Lq - q0);
+      const Packs P = packs(bhl);
+      const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
+      const int64_t szQ = TQ * D, szO = TQ * Dv, szS = TQ * TK;
+      float* buf = static_cast<float*>(scratch(SLOT_OP4, (size_t)(szQ + szO + 2 * szS + D * TQ + 2 * TQ) * sizeof(float)));
+      float *QtB = buf, *dOtB = QtB + szQ, *ST = dOtB + szO, *DT = ST + szS, *dQt = DT + szS, *LS = dQt + D * TQ,
+            *DL = LS + TQ;
+      const float* Q = a.q + bh * Lq * D;
+      const float* dO = a.gout + bh * Lq * Dv;
+      for (int64_t p = 0; p * NR < nq; p++) {
+        const int nj = (int)imin<int64_t>(NR, nq - p * NR);
+        pack_panel<NR>(Q, DT_F32, D, false, q0 + p * NR, nj, 0, D, QtB + p * D * NR);
+        pack_panel<NR>(dO, DT_F32, Dv, false, q0 + p * NR, nj, 0, Dv, dOtB + p * Dv * NR);
+      }
+      for (int64_t i = 0; i < TQ; i++) {
+        LS[i] = i < nq ? a.lse[bh * Lq + q0 + i] : NEG_INF;
+        DL[i] = i < nq ? P.Dl[q0 + i] : 0.0f;
+      }
+      for (int64_t i = 0; i < D * TQ; i++) dQt[i] = 0.0f;
+      const int64_t kend = a.causal ? imin<int64_t>(Lk, q0 + nq) : Lk;
+      for (int64_t k0 = 0; k0 < kend; k0 += TK) {
+        const int64_t nk = imin<int64_t>(TK, kend - k0);
+        mm_panels(nk, nq, D, P.KA + (k0 / MR) * D * MR, D * MR, QtB, D * NR, ST, NR, TK * NR, a.scale, 0.0f);
+        mm_panels(nk, nq, Dv, P.VA + (k0 / MR) * Dv * MR, Dv * MR, dOtB, Dv * NR, DT, NR, TK * NR, 1.0f, 0.0f);
+        const bool need_causal = a.causal && k0 + nk - 1 > q0;
+        for (int64_t p = 0; p * NR < nq; p++) {
+          for (int v = 0; v < NR / W; v++) {
+            const int64_t lane0 = p * NR + v * W;
+            const int nv = (int)imax<int64_t>(0, imin<int64_t>(W, nq - lane0));
+            if (nv == 0) break;
+            const Mask valid = vlt(vload(kIota), vset1((float)nv));
+            const V qidx = lane_index(q0 + lane0);
+            const V l = vload(LS + lane0), dl = vload(DL + lane0);
+            const Mask dead = veq(l, vset1(NEG_INF));
+            const V luse = vsel(dead, vzero(), l);
+            for (int64_t r = 0; r < nk; r++) {
+              float* sp = ST + p * TK * NR + r * NR + v * W;
+              float* dp = DT + p * TK * NR + r * NR + v * W;
+              V s = vload(sp);
+              if (mrow) s = vadd(s, mask_lanes_q(mrow, a.mQ, k0 + r, q0 + lane0, nv));
+              if (need_causal) s = vsel(vgt(vset1((float)(k0 + r)), qidx), vset1(NEG_INF), s);
+              V pr = vsel(mand(valid, mnot(dead)), vexp(vsub(s, luse)), vzero());
+              vstore(dp, vmul(pr, vsub(vload(dp), dl)));
+            }
+          }
+        }
+        mm_panels(D, nq, nk, P.KtA + k0 * MR, Lk * MR, DT, TK * NR, dQt, TQ, NR, a.scale, 1.0f);
+      }
+      float* gq = a.gq + (bh * Lq + q0) * D;
+      for (int q = 0; q < nq; q++)
+        for (int64_t d = 0; d < D; d++) gq[q * D + d] = dQt[d * TQ + q];
+    };
+    par_for(gn * nqt2, pass2);
+  }
+}

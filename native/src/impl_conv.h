@@ -1,0 +1,247 @@
+// Convolutions (NCHW, OIHW) as GEMMs whose B operand is packed straight from the image (implicit
+// im2col: no column buffer). 1x1 stride-1 unpadded convolutions read the image as a plain matrix.
+//   forward          y[n,g]  (Og x OH·OW) = W[g] (Og x Cg·kh·kw) · im2col(x[n,g])
+//   backward input   stride 1: a convolution of gy with the flipped, transposed kernel (no scatter);
+//                    stride > 1: Wᵀ · gy into a column buffer (in pixel chunks), then col2im
+//   backward weight  gw[g] (Og x Cg·kh·kw) = Σ_n gy[n,g] (Og x OH·OW) · im2col(x[n,g])ᵀ
+
+struct ConvGeom {
+  int64_t C, H, W;            // input planes (channels of this group) and size
+  int64_t OH, OW;             // output size
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+};
+
+// B operand of the forward GEMM: element (k = (c, ki, kj), j = output pixel) = x[c, ih, iw] or 0.
+struct Im2colPacker final : Packer {
+  const float* x; ConvGeom g;
+  void pack(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const override {
+    // split the panel's pixels into runs that share an output row
+    int64_t seg_oh[NR + 1], seg_ow[NR + 1];
+    int seg_j[NR + 1], seg_len[NR + 1], nseg = 0;
+    for (int jj = 0; jj < nj;) {
+      const int64_t p = j0 + jj, oh = p / g.OW, ow = p % g.OW;
+      const int len = (int)imin<int64_t>(nj - jj, g.OW - ow);
+      seg_oh[nseg] = oh; seg_ow[nseg] = ow; seg_j[nseg] = jj; seg_len[nseg] = len; nseg++;
+      jj += len;
+    }
+    const int64_t khw = g.kh * g.kw;
+    for (int64_t k = 0; k < kc; k++) {
+      const int64_t kk = k0 + k, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
+      const float* xc = x + c * g.H * g.W;
+      float* d = dst + k * NR;
+      for (int jj = nj; jj < NR; jj++) d[jj] = 0.0f;
+      for (int s = 0; s < nseg; s++) {
+        float* ds = d + seg_j[s];
+        const int len = seg_len[s];
+        const int64_t ih = seg_oh[s] * g.sh - g.ph + ki * g.dh;
+        if (ih < 0 || ih >= g.H) { for (int t = 0; t < len; t++) ds[t] = 0.0f; continue; }
+        const float* row = xc + ih * g.W;
+        const int64_t iw0 = seg_ow[s] * g.sw - g.pw + kj * g.dw;
+        if (g.sw == 1) {
+          const int lo = (int)imin<int64_t>(len, imax<int64_t>(0, -iw0));
+          const int hi = (int)imax<int64_t>(lo, imin<int64_t>(len, g.W - iw0));
+          for (int t = 0; t < lo; t++) ds[t] = 0.0f;
+          for (int t = lo; t < hi; t++) ds[t] = row[iw0 + t];
+          for (int t = hi; t < len; t++) ds[t] = 0.0f;
+        } else {
+          for (int t = 0; t < len; t++) {
+            const int64_t iw = iw0 + t * g.sw;
+            ds[t] = (iw >= 0 && iw < g.W) ? row[iw] : 0.0f;
+          }
+        }
+      }
+    }
+  }
+};
+
+// B operand of the weight-gradient GEMM: element (k = output pixel, j = (c, ki, kj)) = x[c, ih, iw] or 0.
+struct Im2colTPacker final : Packer {
+  const float* x; ConvGeom g;
+  void pack(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const override {
+    const int64_t khw = g.kh * g.kw;
+    for (int jj = 0; jj < NR; jj++) {
+      float* d = dst + jj;
+      if (jj >= nj) { for (int64_t k = 0; k < kc; k++) d[k * NR] = 0.0f; continue; }
+      const int64_t kk = j0 + jj, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
+      const float* xc = x + c * g.H * g.W;
+      int64_t p = k0, oh = p / g.OW, ow = p % g.OW;
+      int64_t k = 0;
+      while (k < kc) {
+        const int64_t len = imin<int64_t>(kc - k, g.OW - ow);
+        const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+        if (ih < 0 || ih >= g.H) {
+          for (int64_t t = 0; t < len; t++) d[(k + t) * NR] = 0.0f;
+        } else {
+          const float* row = xc + ih * g.W;
+          const int64_t iw0 = ow * g.sw - g.pw + kj * g.dw;
+          for (int64_t t = 0; t < len; t++) {
+            const int64_t iw = iw0 + t * g.sw;
+            d[(k + t) * NR] = (iw >= 0 && iw < g.W) ? row[iw] : 0.0f;
+          }
+        }
+        k += len; ow = 0; oh++;
+      }
+    }
+  }
+};
+
+// A operand of the stride-1 input gradient: element (i = c, k = (o, ki, kj)) = w[o, c, kh-1-ki, kw-1-kj].
+struct FlipPacker final : Packer {
+  const void* w; int dt; int64_t Cg, kh, kw;
+  void pack(int64_t i0, int mi, int64_t k0, int64_t kc, float* dst) const override {
+    const int64_t khw = kh * kw;
+    for (int64_t k = 0; k < kc; k++) {
+      const int64_t kk = k0 + k, o = kk / khw, ki = (kk % khw) / kw, kj = kk % kw;
+      const int64_t base = (o * Cg) * khw + (kh - 1 - ki) * kw + (kw - 1 - kj);
+      float* d = dst + k * MR;
+      for (int i = 0; i < mi; i++) d[i] = load_as_f32(w, dt, base + (i0 + i) * khw);
+      for (int i = mi; i < MR; i++) d[i] = 0.0f;
+    }
+  }
+};
+
+static inline bool conv_is_pointwise(const ConvArgs& a) {
+  return a.kh == 1 && a.kw == 1 && a.sh == 1 && a.sw == 1 && a.ph == 0 && a.pw == 0;
+}
+static inline const void* wptr(const void* w, int dt, int64_t off) {
+  return static_cast<const char*>(w) + (size_t)off * (dt == DT_F32 ? 4 : 2);
+}
+
+// Run items [0, n) of equal cost: in parallel one per task when there are many small ones, else one
+// after another with the GEMM itself parallel.
+template <class F>
+static void run_items(int64_t n, double flops_each, F item) {
+  const int nt = num_threads();
+  if (nt > 1 && n > 1 && (n >= 4 * nt || (n >= nt && flops_each < 3e7))) {
+    auto body = [&](int64_t t, int) { item(t, false); };
+    par_for(n, body);
+  } else {
+    for (int64_t t = 0; t < n; t++) item(t, nt > 1 && flops_each >= 2e5);
+  }
+}
+
+static void conv2d(const ConvArgs& a) {
+  const int64_t OH = (a.H + 2 * a.ph - a.dh * (a.kh - 1) - 1) / a.sh + 1;
+  const int64_t OW = (a.W + 2 * a.pw - a.dw * (a.kw - 1) - 1) / a.sw + 1;
+  if (OH <= 0 || OW <= 0 || a.N <= 0 || a.O <= 0) return;
+  const int64_t Cg = a.C / a.groups, Og = a.O / a.groups, K = Cg * a.kh * a.kw, P = OH * OW;
+  const ConvGeom geom{Cg, a.H, a.W, OH, OW, a.kh, a.kw, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw};
+  run_items(a.N * a.groups, 2.0 * Og * P * K, [&](int64_t t, bool par) {
+    const int64_t n = t / a.groups, g = t % a.groups;
+    const float* x = a.x + (n * a.C + g * Cg) * a.H * a.W;
+    float* y = a.out + (n * a.O + g * Og) * P;
+    float beta = 0.0f;
+    if (a.bias) {
+      for (int64_t o = 0; o < Og; o++) {
+        const V b = vset1(a.bias[g * Og + o]);
+        float* r = y + o * P;
+        for (int64_t i = 0; i < P; i += W) vstore_n(r + i, b, (int)imin<int64_t>(W, P - i));
+      }
+      beta = 1.0f;
+    }
+    DensePacker<MR> pa(wptr(a.w, a.wdt, g * Og * K), a.wdt, K, false);
+    if (conv_is_pointwise(a)) {
+      DensePacker<NR> pb(x, DT_F32, a.H * a.W, true);
+      gemm_driver(Og, P, K, 1.0f, beta, pa, pb, y, P, par);
+    } else {
+      Im2colPacker pb; pb.x = x; pb.g = geom;
+      gemm_driver(Og, P, K, 1.0f, beta, pa, pb, y, P, par);
+    }
+  });
+}
+
+static void conv2d_bwd_input(const ConvArgs& a) {
+  const int64_t OH = (a.H + 2 * a.ph - a.dh * (a.kh - 1) - 1) / a.sh + 1;
+  const int64_t OW = (a.W + 2 * a.pw - a.dw * (a.kw - 1) - 1) / a.sw + 1;
+  const int64_t HW = a.H * a.W;
+  if (a.N <= 0 || a.C <= 0 || HW <= 0) return;
+  const int64_t Cg = a.C / a.groups, Og = a.O / a.groups, khw = a.kh * a.kw, K = Og * khw;
+  if (OH <= 0 || OW <= 0) {
+    par_range(a.N * a.C * HW, 1, [&](int64_t b, int64_t e) { for (int64_t i = b; i < e; i++) a.out[i] = 0.0f; });
+    return;
+  }
+  const int64_t P = OH * OW;
+  if (a.sh == 1 && a.sw == 1) {
+    // gx[n,g] (Cg x H·W) = flip(W[g])ᵀ (Cg x Og·kh·kw) · im2col'(gy[n,g]) with padding dh(kh-1) - ph
+    const ConvGeom geom{Og, OH, OW, a.H, a.W, a.kh, a.kw, 1, 1,
+                        a.dh * (a.kh - 1) - a.ph, a.dw * (a.kw - 1) - a.pw, a.dh, a.dw};
+    run_items(a.N * a.groups, 2.0 * Cg * HW * K, [&](int64_t t, bool par) {
+      const int64_t n = t / a.groups, g = t % a.groups;
+      const float* gy = a.gy + (n * a.O + g * Og) * P;
+      float* gx = a.out + (n * a.C + g * Cg) * HW;
+      const void* wg = wptr(a.w, a.wdt, g * Og * Cg * khw);
+      if (conv_is_pointwise(a)) {
+        // gx = Wᵀ · gy: A (i = c, k = o) = w[o, c], stored k-major
+        DensePacker<MR> pa(wg, a.wdt, Cg, true);
+        DensePacker<NR> pb(gy, DT_F32, P, true);
+        gemm_driver(Cg, HW, Og, 1.0f, 0.0f, pa, pb, gx, HW, par);
+      } else {
+        FlipPacker pa; pa.w = wg; pa.dt = a.wdt; pa.Cg = Cg; pa.kh = a.kh; pa.kw = a.kw;
+        Im2colPacker pb; pb.x = gy; pb.g = geom;
+        gemm_driver(Cg, HW, K, 1.0f, 0.0f, pa, pb, gx, HW, par);
+      }
+    });
+    return;
+  }
+  // Strided: columns = Wᵀ · gy for a chunk of output pixels, then scattered back (col2im). Pixel chunks
+  // are fixed (not thread-dependent) and col2im is split by input channel, so sums keep their order.
+  const int64_t Kc = Cg * khw;
+  const int64_t chunk = imax<int64_t>(NR, imin<int64_t>(P, ((int64_t)1 << 21) / imax<int64_t>(Kc, 1) / NR * NR));
+  for (int64_t n = 0; n < a.N; n++) {
+    for (int64_t g = 0; g < a.groups; g++) {
+      const float* gy = a.gy + (n * a.O + g * Og) * P;
+      float* gx = a.out + (n * a.C + g * Cg) * HW;
+      const void* wg = wptr(a.w, a.wdt, g * Og * Kc);
+      par_range(Cg * HW, 1, [&](int64_t b, int64_t e) { for (int64_t i = b; i < e; i++) gx[i] = 0.0f; });
+      float* col = static_cast<float*>(scratch(SLOT_OP0, (size_t)(Kc * chunk) * sizeof(float)));
+      for (int64_t p0 = 0; p0 < P; p0 += chunk) {
+        const int64_t np = imin(chunk, P - p0);
+        DensePacker<MR> pa(wg, a.wdt, Kc, true);            // A (i = (c,ki,kj), k = o) = w[o, i]
+        DensePacker<NR> pb(gy + p0, DT_F32, P, true);       // B (k = o, j = pixel) = gy[o, p0 + j]
+        gemm_driver(Kc, np, Og, 1.0f, 0.0f, pa, pb, col, np, true);
+        par_range(Cg, khw * np, [&](int64_t c0, int64_t c1) {
+          for (int64_t c = c0; c < c1; c++) {
+            float* plane = gx + c * HW;
+            for (int64_t ki = 0; ki < a.kh; ki++)
+              for (int64_t kj = 0; kj < a.kw; kj++) {
+                const float* cr = col + ((c * a.kh + ki) * a.kw + kj) * np;
+                for (int64_t q = 0; q < np; q++) {
+                  const int64_t p = p0 + q, oh = p / OW, ow = p % OW;
+                  const int64_t ih = oh * a.sh - a.ph + ki * a.dh, iw = ow * a.sw - a.pw + kj * a.dw;
+                  if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W) plane[ih * a.W + iw] += cr[q];
+                }
+              }
+          }
+        });
+      }
+    }
+  }
+}
+
+static void conv2d_bwd_weight(const ConvArgs& a) {
+  const int64_t OH = (a.H + 2 * a.ph - a.dh * (a.kh - 1) - 1) / a.sh + 1;
+  const int64_t OW = (a.W + 2 * a.pw - a.dw * (a.kw - 1) - 1) / a.sw + 1;
+  const int64_t Cg = a.C / a.groups, Og = a.O / a.groups, khw = a.kh * a.kw, Kc = Cg * khw;
+  const int64_t total = a.O * Kc;
+  if (total <= 0) return;
+  if (OH <= 0 || OW <= 0 || a.N <= 0) { for (int64_t i = 0; i < total; i++) a.out[i] = 0.0f; return; }
+  const int64_t P = OH * OW;
+  const ConvGeom geom{Cg, a.H, a.W, OH, OW, a.kh, a.kw, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw};
+  // gw[g] accumulates image after image (beta = 1 after the first): a fixed order.
+  run_items(a.groups, 2.0 * Og * Kc * P * a.N, [&](int64_t g, bool par) {
+    float* gw = a.out + g * Og * Kc;
+    for (int64_t n = 0; n < a.N; n++) {
+      const float* gy = a.gy + (n * a.O + g * Og) * P;
+      const float* x = a.x + (n * a.C + g * Cg) * a.H * a.W;
+      DensePacker<MR> pa(gy, DT_F32, P, false);             // A (i = o, k = pixel) = gy[o, p]
+      const float beta = n == 0 ? 0.0f : 1.0f;
+      if (conv_is_pointwise(a)) {
+        DensePacker<NR> pb(x, DT_F32, a.H * a.W, false);  // B (k = pixel, j = c) = x[c, p]
+        gemm_driver(Og, Kc, P, 1.0f, beta, pa, pb, gw, Kc, par);
+      } else {
+        Im2colTPacker pb; pb.x = x; pb.g = geom;
+        gemm_driver(Og, Kc, P, 1.0f, beta, pa, pb, gw, Kc, par);
+      }
+    }
+  });
+}

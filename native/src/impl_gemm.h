@@ -1,0 +1,172 @@
+// GEMM: packing + cache blocking + register-blocked micro-kernel (Goto/BLIS scheme).
+//
+//  for each chunk of NC columns of C:
+//    pack B~ (all of K x NC, NR-wide k-major panels)             shared by every thread
+//    parallel over tiles (mb rows x nb columns) of C:
+//      for each KC-deep slice pc of K:  pack A~ (mb x KC, MR-tall panels, per thread)
+//        for each NR panel: for each MR panel: micro-kernel (B micro-panel stays in L1, A~ in L2)
+//
+// Determinism: every C element is produced by the same micro-kernel over the same KC slices in the same
+// order whatever tile or thread computes it (K is never split across threads), so the result does not
+// depend on the number of threads.
+
+// Packs rows [r0, r0+nr) x depth [k0, k0+kc) of a matrix operand into a k-major panel of R floats per k
+// (zero-padded for nr < R). Two layouts: element (r, k) at p[r*ld + k] ("row-major", a transposing pack)
+// or at p[k*ld + r] ("k-major", a straight copy).
+template <int R>
+static void pack_panel(const void* p, int dt, int64_t ld, bool kmajor, int64_t r0, int nr, int64_t k0,
+                       int64_t kc, float* dst) {
+  if (kmajor) {
+    for (int64_t k = 0; k < kc; k++) {
+      int64_t base = (k0 + k) * ld + r0;
+      float* d = dst + k * R;
+      for (int c = 0; c < R; c += W) {
+        int lanes = imin(W, R - c), valid = imax(0, imin(lanes, nr - c));
+        vstore_n(d + c, vload_dt_n(p, dt, base + c, valid), lanes);
+      }
+    }
+    return;
+  }
+  // Transposing pack: read W consecutive k of one row as a vector, scatter into the panel.
+  alignas(64) float tmp[W];
+  for (int r = 0; r < nr; r++) {
+    int64_t base = (r0 + r) * ld + k0;
+    int64_t k = 0;
+    for (; k + W <= kc; k += W) {
+      vstore(tmp, vload_dt_n(p, dt, base + k, W));
+      for (int t = 0; t < W; t++) dst[(k + t) * R + r] = tmp[t];
+    }
+    if (k < kc) {
+      int n = (int)(kc - k);
+      vstore(tmp, vload_dt_n(p, dt, base + k, n));
+      for (int t = 0; t < n; t++) dst[(k + t) * R + r] = tmp[t];
+    }
+  }
+  for (int r = nr; r < R; r++)
+    for (int64_t k = 0; k < kc; k++) dst[k * R + r] = 0.0f;
+}
+
+// An operand of the driver: packs MR-tall panels of A (rows = i) or NR-wide panels of B (rows = j).
+struct Packer {
+  virtual void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const = 0;
+};
+
+template <int R>
+struct DensePacker final : Packer {
+  const void* p; int dt; int64_t ld; bool kmajor;
+  DensePacker(const void* p_, int dt_, int64_t ld_, bool kmajor_) : p(p_), dt(dt_), ld(ld_), kmajor(kmajor_) {}
+  void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const override {
+    pack_panel<R>(p, dt, ld, kmajor, r0, nr, k0, kc, dst);
+  }
+};
+
+static void scale_rows(float* C, int64_t ldc, int64_t M, int64_t N, float beta) {
+  for (int64_t i = 0; i < M; i++) {
+    float* r = C + i * ldc;
+    if (beta == 0.0f) for (int64_t j = 0; j < N; j++) r[j] = 0.0f;
+    else for (int64_t j = 0; j < N; j++) r[j] *= beta;
+  }
+}
+
+constexpr int64_t kBBudget = 3 << 19;   // floats of packed B~ per chunk (6 MiB)
+
+// C[M x N] (row stride ldc) = alpha * A * B + beta * C with A, B given by packers.
+// parallel=false keeps everything on the calling thread (used inside parallel regions).
+static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta, const Packer& pa,
+                        const Packer& pb, float* C, int64_t ldc, bool parallel) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) { scale_rows(C, ldc, M, N, beta); return; }
+  const int nt = parallel ? num_threads() : 1;
+  const int64_t nc_max = imax<int64_t>(NR, (kBBudget / K) / NR * NR);
+  const int64_t kc_max = imin<int64_t>(K, KC);
+  for (int64_t jc = 0; jc < N; jc += nc_max) {
+    const int64_t nc = imin(nc_max, N - jc);
+    const int64_t np = ceil_div(nc, NR);
+    float* Bt = static_cast<float*>(scratch(SLOT_GEMM_B, (size_t)(np * K * NR) * sizeof(float)));
+    // ---- pack B~
+    {
+      auto packB = [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; p++) {
+          int64_t j = p * NR;
+          pb.pack(jc + j, (int)imin<int64_t>(NR, nc - j), 0, K, Bt + p * K * NR);
+        }
+      };
+      if (nt > 1 && np > 1 && np * K * NR >= 32768) {
+        int64_t per = imax<int64_t>(1, ceil_div(np, 4 * (int64_t)nt));
+        auto body = [&](int64_t t, int) { packB(t * per, imin(np, (t + 1) * per)); };
+        par_for(ceil_div(np, per), body);
+      } else {
+        packB(0, np);
+      }
+    }
+    // ---- tiles of C: split M first (B~ is shared, so smaller mb costs nothing but A~ re-use),
+    // then N, until there are ~4 tiles per thread.
+    int64_t mpan = ceil_div(M, MR);
+    int64_t tm = ceil_div(M, MC), tn = 1;
+    if (nt > 1) {
+      const int64_t want = 4 * (int64_t)nt;
+      while (tm * tn < want) {
+        if (ceil_div(mpan, tm + 1) >= 4 && tm < mpan) tm++;
+        else if (ceil_div(np, tn + 1) >= 2 && tn < np) tn++;
+        else break;
+      }
+    }
+    const int64_t mb = ceil_div(mpan, tm) * MR;      // rows per tile (multiple of MR)
+    const int64_t nbp = ceil_div(np, tn);             // NR panels per tile
+    tm = ceil_div(M, mb); tn = ceil_div(np, nbp);
+    auto tile = [&](int64_t t, int) {
+      const int64_t im = t % tm, in = t / tm;
+      const int64_t i0 = im * mb, i1 = imin(M, i0 + mb);
+      const int64_t p0 = in * nbp, p1 = imin(np, p0 + nbp);
+      const int64_t npan_a = ceil_div(i1 - i0, MR);
+      float* Ap = static_cast<float*>(scratch(SLOT_GEMM_A, (size_t)(npan_a * kc_max * MR) * sizeof(float)));
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = imin<int64_t>(KC, K - pc);
+        for (int64_t a = 0; a < npan_a; a++) {
+          int64_t i = i0 + a * MR;
+          pa.pack(i, (int)imin<int64_t>(MR, i1 - i), pc, kc, Ap + a * kc * MR);
+        }
+        const float b_eff = pc == 0 ? beta : 1.0f;
+        for (int64_t p = p0; p < p1; p++) {
+          const int64_t j = p * NR;
+          const int nr = (int)imin<int64_t>(NR, nc - j);
+          const float* bp = Bt + p * K * NR + pc * NR;
+          float* cp = C + jc + j;
+          for (int64_t a = 0; a < npan_a; a++) {
+            int64_t i = i0 + a * MR;
+            ukernel(kc, Ap + a * kc * MR, bp, cp + i * ldc, ldc, alpha, b_eff, (int)imin<int64_t>(MR, i1 - i), nr);
+          }
+        }
+      }
+    };
+    if (tm * tn == 1) tile(0, 0);
+    else par_for(tm * tn, tile);
+  }
+}
+
+// ------------------------------------------------------------------------------------------ public gemm
+static void gemm_one(const GemmArgs& g, int64_t p, bool parallel) {
+  const size_t ea = g.adt == DT_F32 ? 4 : 2, eb = g.bdt == DT_F32 ? 4 : 2;
+  const void* A = static_cast<const char*>(g.A) + (size_t)(p * g.strideA) * ea;
+  const void* B = static_cast<const char*>(g.B) + (size_t)(p * g.strideB) * eb;
+  // A~ rows are i: A stored M x K (row-major in i) or K x M when transA (k-major).
+  DensePacker<MR> pa(A, g.adt, g.lda, g.transA);
+  // B~ rows are j: B stored K x N (k-major in j) or N x K when transB.
+  DensePacker<NR> pb(B, g.bdt, g.ldb, !g.transB);
+  gemm_driver(g.M, g.N, g.K, g.alpha, g.beta, pa, pb, g.C + p * g.strideC, g.ldc, parallel);
+}
+
+static void gemm(const GemmArgs& g) {
+  if (g.batch <= 0 || g.M <= 0 || g.N <= 0) return;
+  const int nt = num_threads();
+  const double flops = 2.0 * (double)g.M * (double)g.N * (double)g.K;
+  // Many small products: one per task (each on one thread). Writes must not overlap (strideC != 0).
+  const bool outer = nt > 1 && g.batch > 1 && g.strideC != 0 &&
+                     (g.batch >= 4 * nt || (g.batch >= nt && flops < 3e7));
+  if (outer) {
+    auto body = [&](int64_t p, int) { gemm_one(g, p, false); };
+    par_for(g.batch, body);
+  } else {
+    for (int64_t p = 0; p < g.batch; p++) gemm_one(g, p, nt > 1 && flops >= 2e5);
+  }
+}

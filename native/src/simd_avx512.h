@@ -1,0 +1,155 @@
+// AVX-512 vector primitives (16 lanes). Included inside namespace vss::avx512 by isa_avx512.cc only.
+// Every function is static inline inside the ISA namespace, so no symbol can leak to other paths.
+
+#define VSS_ISA_NAME "avx512"
+constexpr int W = 16;
+typedef __m512 V;
+typedef __mmask16 Mask;
+
+static inline V vzero() { return _mm512_setzero_ps(); }
+static inline V vset1(float a) { return _mm512_set1_ps(a); }
+static inline V vload(const float* p) { return _mm512_loadu_ps(p); }
+static inline V vloada(const float* p) { return _mm512_load_ps(p); }
+static inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
+static inline __mmask16 tailmask(int n) { return (__mmask16)((n >= 16) ? 0xffff : ((1u << n) - 1)); }
+static inline V vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps(tailmask(n), p); }
+static inline void vstore_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, tailmask(n), v); }
+static inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+static inline V vsub(V a, V b) { return _mm512_sub_ps(a, b); }
+static inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
+static inline V vdiv(V a, V b) { return _mm512_div_ps(a, b); }
+static inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }    // a*b + c
+static inline V vprod_lo(V a, V b, V hi) { return _mm512_fmsub_ps(a, b, hi); }  // exact: a·b - fl(a·b)
+static inline V vfnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a*b
+static inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }  // b when either is NaN
+static inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
+static inline V vsqrt(V a) { return _mm512_sqrt_ps(a); }
+static inline V vabs(V a) { return _mm512_abs_ps(a); }
+static inline V vneg(V a) { return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi32((int)0x80000000))); }
+static inline V vround(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline V vfloor(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+static inline Mask vlt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+static inline Mask vle(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+static inline Mask vgt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+static inline Mask vge(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+static inline Mask veq(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+static inline Mask vne(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
+static inline Mask visnan(V a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+static inline Mask mand(Mask a, Mask b) { return (Mask)(a & b); }
+static inline Mask mor(Mask a, Mask b) { return (Mask)(a | b); }
+static inline Mask mnot(Mask a) { return (Mask)~a; }
+static inline bool many(Mask a) { return a != 0; }
+static inline V vsel(Mask m, V a, V b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
+static inline V vmaskone(Mask m) { return _mm512_maskz_mov_ps(m, _mm512_set1_ps(1.0f)); }  // 1.0 / 0.0
+static inline float vhsum(V a) { return _mm512_reduce_add_ps(a); }
+static inline float vhmax(V a) { return _mm512_reduce_max_ps(a); }
+static inline float vhmin(V a) { return _mm512_reduce_min_ps(a); }
+static inline V vcopysign(V mag, V sgn) {
+  const __m512i s = _mm512_set1_epi32((int)0x80000000);
+  return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(mag), _mm512_castps_si512(sgn), s, 0xd8));
+}
+// p * 2^n for integral n (any range: scalef handles overflow, underflow and subnormals).
+static inline V vldexp(V p, V n) { return _mm512_scalef_ps(p, n); }
+// x = m * 2^e with m in [1, 2), for finite positive x (subnormals included).
+static inline void vfrexp(V x, V& m, V& e) {
+  m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+  e = _mm512_getexp_ps(x);
+}
+static inline V vload_f16_n(const uint16_t* p, int n) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tailmask(n), p));
+}
+static inline V vload_bf16_n(const uint16_t* p, int n) {
+  __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(tailmask(n), p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+static inline V vload_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+static inline V vload_bf16(const uint16_t* p) {
+  __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+static inline void vstore_f16_n(uint16_t* p, V v, int n) {
+  _mm256_mask_storeu_epi16(p, tailmask(n), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+static inline void vstore_bf16_n(uint16_t* p, V v, int n) {
+  __m512i u = _mm512_castps_si512(v);
+  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  __m512i qnan = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  r = _mm512_mask_mov_epi32(r, visnan(v), qnan);
+  _mm256_mask_storeu_epi16(p, tailmask(n), _mm512_cvtepi32_epi16(r));
+}
+
+// ------------------------------------------------------------------ GEMM micro-kernel: 14 x 32
+constexpr int MR = 14;
+constexpr int NR = 32;
+constexpr int KC = 384;       // depth of a packed block: B micro-panel 48 KiB... see gemm notes
+constexpr int MC = 14 * 24;   // rows of a packed A block (336 x KC in L2)
+
+// acc = A~(MR x kc) * B~(kc x NR); then C[0:mr, 0:nr] = alpha*acc + beta*C (beta = 0 ignores C).
+// A~ is k-major with MR floats per k; B~ is k-major with NR floats per k (64-byte aligned).
+// alpha and beta arrive through memory (ab[0], ab[1]) and are read only after the k loop: passed in
+// registers they stay live across it and GCC spills an accumulator instead (measured: 2x slower).
+static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
+                              int64_t ldc, const float* ab, int mr, int nr) {
+  __m512 c[MR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
+  for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      __m512 a = _mm512_set1_ps(A[i]);
+      c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
+      c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+    }
+    A += MR; B += NR;
+  }
+  const float alpha = ab[0], beta = ab[1];
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  if (nr == NR) {
+    if (beta == 0.0f) {
+      _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
+      if (i >= mr) break;
+        _mm512_storeu_ps(C + i * ldc, _mm512_mul_ps(c[i][0], va));
+        _mm512_storeu_ps(C + i * ldc + 16, _mm512_mul_ps(c[i][1], va));
+      }
+    } else if (beta == 1.0f) {
+      _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
+      if (i >= mr) break;
+        _mm512_storeu_ps(C + i * ldc, _mm512_fmadd_ps(c[i][0], va, _mm512_loadu_ps(C + i * ldc)));
+        _mm512_storeu_ps(C + i * ldc + 16, _mm512_fmadd_ps(c[i][1], va, _mm512_loadu_ps(C + i * ldc + 16)));
+      }
+    } else {
+      _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
+      if (i >= mr) break;
+        _mm512_storeu_ps(C + i * ldc, _mm512_fmadd_ps(c[i][0], va, _mm512_mul_ps(vb, _mm512_loadu_ps(C + i * ldc))));
+        _mm512_storeu_ps(C + i * ldc + 16,
+                         _mm512_fmadd_ps(c[i][1], va, _mm512_mul_ps(vb, _mm512_loadu_ps(C + i * ldc + 16))));
+      }
+    }
+  } else {
+    const __mmask16 m0 = tailmask(nr), m1 = tailmask(nr - 16 > 0 ? nr - 16 : 0);
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
+      if (i >= mr) break;
+      float* r = C + i * ldc;
+      __m512 o0 = _mm512_mul_ps(c[i][0], va), o1 = _mm512_mul_ps(c[i][1], va);
+      if (beta == 1.0f) {
+        o0 = _mm512_fmadd_ps(c[i][0], va, _mm512_maskz_loadu_ps(m0, r));
+        o1 = _mm512_fmadd_ps(c[i][1], va, _mm512_maskz_loadu_ps(m1, r + 16));
+      } else if (beta != 0.0f) {
+        o0 = _mm512_fmadd_ps(c[i][0], va, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, r)));
+        o1 = _mm512_fmadd_ps(c[i][1], va, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, r + 16)));
+      }
+      _mm512_mask_storeu_ps(r, m0, o0);
+      _mm512_mask_storeu_ps(r + 16, m1, o1);
+    }
+  }
+}
+
+static inline void ukernel(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha, float beta,
+                           int mr, int nr) {
+  const float ab[2] = {alpha, beta};
+  ukernel_ab(kc, A, B, C, ldc, ab, mr, nr);
+}

@@ -1,0 +1,261 @@
+/**
+ * The native backend: maps the Kernels contract onto our C++ addon (build/Release/vss_native.node,
+ * built by `npm install` through binding.gyp). Typed arrays go to C++ as they are (zero copy; C++ uses
+ * their byteOffset), ops travel as small integer codes, and shapes/strides are packed into one reused
+ * Float64Array, which keeps a small call at a fraction of a microsecond.
+ *
+ * Environment: VSS_SIMD=avx512|avx2|portable forces a kernel path (ignored, with a warning, when the CPU
+ * cannot run it); VSS_NUM_THREADS sets the size of the addon's thread pool (default: number of cores).
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type {
+  ArgReduceOp, BinaryOp, F32, Half, HalfKind, Kernels, ReduceOp, UnaryOp, WeightBuf, WeightDtype,
+} from './kernels.js';
+import { BINARY_OPS, UNARY_OPS } from './kernels.js';
+
+export type SimdPath = 'avx512' | 'avx2' | 'portable';
+
+/** The addon's functions (see native/src/addon.cc for the argument order of each). */
+interface Addon {
+  gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+       A: WeightBuf, aDt: number, lda: number, strideA: number, B: WeightBuf, bDt: number, ldb: number,
+       strideB: number, beta: number, C: F32, ldc: number, strideC: number, batch: number): void;
+  conv2d(x: F32, w: WeightBuf, wDt: number, bias: F32 | null, out: F32, meta: Float64Array): void;
+  conv2dBackwardInput(gy: F32, w: WeightBuf, wDt: number, gx: F32, meta: Float64Array): void;
+  conv2dBackwardWeight(x: F32, gy: F32, gw: F32, meta: Float64Array): void;
+  attention(q: F32, k: F32, v: F32, mask: F32 | null, out: F32, lse: F32, meta: Float64Array): void;
+  attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, gout: F32, mask: F32 | null,
+                    gq: F32, gk: F32, gv: F32, meta: Float64Array): void;
+  unary(op: number, x: F32, out: F32, alpha: number, beta: number): void;
+  unaryBackward(op: number, x: F32, y: F32, gy: F32, gx: F32, alpha: number, beta: number): void;
+  binary(op: number, a: F32, b: F32, out: F32, meta: Float64Array): void;
+  where(c: F32, a: F32, b: F32, out: F32, meta: Float64Array): void;
+  stridedCopy(src: F32 | Half, dt: number, out: F32, meta: Float64Array): void;
+  widen(src: Half, dt: number, out: F32): void;
+  narrow(src: F32, dt: number, out: Half): void;
+  reduce(op: number, x: F32, outer: number, n: number, inner: number, out: F32 | Int32Array): void;
+  softmax(x: F32, rows: number, cols: number, log: boolean, out: F32): void;
+  softmaxBackward(y: F32, gy: F32, rows: number, cols: number, log: boolean, gx: F32): void;
+  layerNorm(x: F32, w: F32 | null, b: F32 | null, rows: number, cols: number, eps: number,
+            out: F32, mean: F32, rstd: F32): void;
+  layerNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, gy: F32, rows: number, cols: number,
+                    gx: F32, gw: F32 | null, gb: F32 | null): void;
+  groupNorm(x: F32, w: F32 | null, b: F32 | null, N: number, C: number, HW: number, G: number, eps: number,
+            out: F32, mean: F32, rstd: F32): void;
+  groupNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, gy: F32, N: number, C: number, HW: number,
+                    G: number, gx: F32, gw: F32 | null, gb: F32 | null): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  getSimd(): SimdPath;
+  setSimd(path: string): boolean;
+  supportedSimd(): SimdPath[];
+  opCounts(): [number, number];
+  simdSelfTestFailure(): string | null;
+}
+
+const DT: Record<WeightDtype, number> = { f32: 0, f16: 1, bf16: 2 };
+const UNARY_CODE = Object.fromEntries(UNARY_OPS.map((op, i) => [op, i])) as Record<UnaryOp, number>;
+const BINARY_CODE = Object.fromEntries(BINARY_OPS.map((op, i) => [op, i])) as Record<BinaryOp, number>;
+const REDUCE_CODE: Record<ReduceOp | ArgReduceOp, number> = { sum: 0, max: 1, min: 2, argmax: 3, argmin: 4 };
+
+/** The package root: the first directory upwards holding package.json next to binding.gyp. */
+function packageRoot(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) return null;
+    dir = parent;
+  }
+}
+
+let addon: Addon | null | undefined;
+
+function load(): Addon | null {
+  if (addon !== undefined) return addon;
+  addon = null;
+  try {
+    const root = packageRoot();
+    if (!root) return null;
+    const file = join(root, 'build', 'Release', 'vss_native.node');
+    if (!existsSync(file)) return null;
+    const a = createRequire(import.meta.url)(file) as Addon;
+    const [nUnary, nBinary] = a.opCounts();
+    if (nUnary !== UNARY_OPS.length || nBinary !== BINARY_OPS.length) {
+      process.emitWarning('vss_native was built for another kernel contract (op lists differ); rebuild it', 'VSSNative');
+      return null;
+    }
+    const failed = a.simdSelfTestFailure();
+    if (failed) process.emitWarning(`vss_native: ${failed}; it is not used`, 'VSSNative');
+    const want = process.env.VSS_SIMD;
+    if (want !== undefined && want !== '' && a.getSimd() !== want) {
+      process.emitWarning(`VSS_SIMD=${want} is not available on this CPU; using ${a.getSimd()}`, 'VSSNative');
+    }
+    addon = a;
+  } catch {
+    addon = null;
+  }
+  return addon;
+}
+
+/** Threads the addon's pool uses (1 when the addon is not loaded). */
+export function getNumThreads(): number {
+  return load()?.getNumThreads() ?? 1;
+}
+
+/** Resize the addon's persistent pool (results never depend on it: kernels are thread-count independent). */
+export function setNumThreads(n: number): void {
+  load()?.setNumThreads(n);
+}
+
+/** The kernel path in use, or null when the addon is not loaded. */
+export function cpuFeatures(): SimdPath | null {
+  return load()?.getSimd() ?? null;
+}
+
+/** Paths this CPU can run, best first (empty when the addon is not loaded). */
+export function supportedSimdPaths(): SimdPath[] {
+  return load()?.supportedSimd() ?? [];
+}
+
+/** Switch the kernel path at run time (tests, benchmarks). Returns false when the CPU cannot run it. */
+export function setSimdPath(path: SimdPath): boolean {
+  return load()?.setSimd(path) ?? false;
+}
+
+// Reused metadata buffer: [rank, shape…, then per operand: offset, strides…] or fixed geometry fields.
+const meta = new Float64Array(64);
+
+function packStrided(shape: readonly number[], ops: number, offsets: readonly number[],
+                     strides: readonly (readonly number[])[]): Float64Array {
+  const rank = shape.length;
+  if (rank > 8) throw new RangeError(`native kernels support rank ≤ 8, got ${rank}`);
+  meta[0] = rank;
+  for (let d = 0; d < rank; d++) meta[1 + d] = shape[d];
+  let at = 1 + rank;
+  for (let k = 0; k < ops; k++) {
+    meta[at++] = offsets[k];
+    const s = strides[k];
+    for (let d = 0; d < rank; d++) meta[at++] = s[d];
+  }
+  return meta;
+}
+
+function convMeta(N: number, C: number, H: number, W: number, O: number, kh: number, kw: number, sh: number,
+                  sw: number, ph: number, pw: number, dh: number, dw: number, groups: number): Float64Array {
+  meta[0] = N; meta[1] = C; meta[2] = H; meta[3] = W; meta[4] = O; meta[5] = kh; meta[6] = kw;
+  meta[7] = sh; meta[8] = sw; meta[9] = ph; meta[10] = pw; meta[11] = dh; meta[12] = dw; meta[13] = groups;
+  return meta;
+}
+
+function attnMeta(B: number, H: number, Lq: number, Lk: number, D: number, Dv: number, scale: number,
+                  causal: boolean, mB: number, mH: number, mQ: number): Float64Array {
+  meta[0] = B; meta[1] = H; meta[2] = Lq; meta[3] = Lk; meta[4] = D; meta[5] = Dv; meta[6] = scale;
+  meta[7] = causal ? 1 : 0; meta[8] = mB; meta[9] = mH; meta[10] = mQ;
+  return meta;
+}
+
+/**
+ * The native kernels, or null when the addon cannot be loaded (not built, wrong platform, ABI mismatch).
+ * Pooling and interpolation are not provided: they fall back to the JS kernels.
+ */
+export function loadNativeKernels(): Partial<Kernels> | null {
+  const a = load();
+  if (!a) return null;
+  const kernels: Partial<Kernels> = {
+    name: 'native',
+
+    stridedCopy(src: F32 | Half, srcDtype: WeightDtype, offset: number, shape: readonly number[],
+                strides: readonly number[], out: F32): void {
+      a.stridedCopy(src, DT[srcDtype], out, packStrided(shape, 1, [offset], [strides]));
+    },
+    widen(src: Half, kind: HalfKind, out: F32): void { a.widen(src, DT[kind], out); },
+    narrow(src: F32, kind: HalfKind, out: Half): void { a.narrow(src, DT[kind], out); },
+
+    unary(op: UnaryOp, x: F32, out: F32, alpha: number, beta: number): void {
+      a.unary(UNARY_CODE[op], x, out, alpha ?? 0, beta ?? 0);
+    },
+    unaryBackward(op: UnaryOp, x: F32, y: F32, gy: F32, gx: F32, alpha: number, beta: number): void {
+      a.unaryBackward(UNARY_CODE[op], x, y, gy, gx, alpha ?? 0, beta ?? 0);
+    },
+    binary(op: BinaryOp, x: F32, aOffset: number, aStrides: readonly number[], y: F32, bOffset: number,
+           bStrides: readonly number[], shape: readonly number[], out: F32): void {
+      a.binary(BINARY_CODE[op], x, y, out, packStrided(shape, 2, [aOffset, bOffset], [aStrides, bStrides]));
+    },
+    where(cond: F32, cOffset: number, cStrides: readonly number[], x: F32, aOffset: number,
+          aStrides: readonly number[], y: F32, bOffset: number, bStrides: readonly number[],
+          shape: readonly number[], out: F32): void {
+      a.where(cond, x, y, out, packStrided(shape, 3, [cOffset, aOffset, bOffset], [cStrides, aStrides, bStrides]));
+    },
+
+    reduce(op: ReduceOp, x: F32, outer: number, n: number, inner: number, out: F32): void {
+      a.reduce(REDUCE_CODE[op], x, outer, n, inner, out);
+    },
+    argReduce(op: ArgReduceOp, x: F32, outer: number, n: number, inner: number, out: Int32Array): void {
+      a.reduce(REDUCE_CODE[op], x, outer, n, inner, out);
+    },
+    softmax(x: F32, rows: number, cols: number, log: boolean, out: F32): void {
+      a.softmax(x, rows, cols, log, out);
+    },
+    softmaxBackward(y: F32, gy: F32, rows: number, cols: number, log: boolean, gx: F32): void {
+      a.softmaxBackward(y, gy, rows, cols, log, gx);
+    },
+
+    gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+         A: WeightBuf, aDtype: WeightDtype, lda: number, strideA: number,
+         B: WeightBuf, bDtype: WeightDtype, ldb: number, strideB: number,
+         beta: number, C: F32, ldc: number, strideC: number, batch: number): void {
+      a.gemm(transA, transB, M, N, K, alpha, A, DT[aDtype], lda, strideA, B, DT[bDtype], ldb, strideB,
+             beta, C, ldc, strideC, batch);
+    },
+
+    conv2d(x: F32, w: WeightBuf, wDtype: WeightDtype, bias: F32 | null, N: number, C: number, H: number,
+           W: number, O: number, kh: number, kw: number, sh: number, sw: number, ph: number, pw: number,
+           dh: number, dw: number, groups: number, out: F32): void {
+      a.conv2d(x, w, DT[wDtype], bias, out, convMeta(N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups));
+    },
+    conv2dBackwardInput(gy: F32, w: WeightBuf, wDtype: WeightDtype, N: number, C: number, H: number,
+                        W: number, O: number, kh: number, kw: number, sh: number, sw: number, ph: number,
+                        pw: number, dh: number, dw: number, groups: number, gx: F32): void {
+      a.conv2dBackwardInput(gy, w, DT[wDtype], gx, convMeta(N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups));
+    },
+    conv2dBackwardWeight(x: F32, gy: F32, N: number, C: number, H: number, W: number, O: number, kh: number,
+                         kw: number, sh: number, sw: number, ph: number, pw: number, dh: number, dw: number,
+                         groups: number, gw: F32): void {
+      a.conv2dBackwardWeight(x, gy, gw, convMeta(N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups));
+    },
+
+    attention(q: F32, k: F32, v: F32, B: number, H: number, Lq: number, Lk: number, D: number, Dv: number,
+              scale: number, causal: boolean, mask: F32 | null, mB: number, mH: number, mQ: number,
+              out: F32, lse: F32): void {
+      a.attention(q, k, v, mask, out, lse, attnMeta(B, H, Lq, Lk, D, Dv, scale, causal, mB, mH, mQ));
+    },
+    attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, gout: F32, B: number, H: number,
+                      Lq: number, Lk: number, D: number, Dv: number, scale: number, causal: boolean,
+                      mask: F32 | null, mB: number, mH: number, mQ: number, gq: F32, gk: F32, gv: F32): void {
+      a.attentionBackward(q, k, v, out, lse, gout, mask, gq, gk, gv,
+                          attnMeta(B, H, Lq, Lk, D, Dv, scale, causal, mB, mH, mQ));
+    },
+
+    layerNorm(x: F32, w: F32 | null, b: F32 | null, rows: number, cols: number, eps: number,
+              out: F32, mean: F32, rstd: F32): void {
+      a.layerNorm(x, w, b, rows, cols, eps, out, mean, rstd);
+    },
+    layerNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, gy: F32, rows: number, cols: number,
+                      gx: F32, gw: F32 | null, gb: F32 | null): void {
+      a.layerNormBackward(x, w, mean, rstd, gy, rows, cols, gx, gw, gb);
+    },
+    groupNorm(x: F32, w: F32 | null, b: F32 | null, N: number, C: number, HW: number, G: number, eps: number,
+              out: F32, mean: F32, rstd: F32): void {
+      a.groupNorm(x, w, b, N, C, HW, G, eps, out, mean, rstd);
+    },
+    groupNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, gy: F32, N: number, C: number, HW: number,
+                      G: number, gx: F32, gw: F32 | null, gb: F32 | null): void {
+      a.groupNormBackward(x, w, mean, rstd, gy, N, C, HW, G, gx, gw, gb);
+    },
+  };
+  return kernels;
+}

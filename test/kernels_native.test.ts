@@ -1,0 +1,561 @@
+/**
+ * The native kernels (C++ addon) against the JS reference kernels, on every SIMD path this CPU can run
+ * (switched in-process with setSimdPath), plus: bit-identical results for 1, 2 and 3 threads, the
+ * VSS_SIMD override in a child process, and the cost of a tiny call. Skipped when the addon is not built.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { BinaryOp, F32, Half, Kernels, UnaryOp, WeightDtype } from '../src/engine/backend/kernels.js';
+import { BINARY_OPS, UNARY_OPS, convOutSize } from '../src/engine/backend/kernels.js';
+import { jsKernels } from '../src/engine/backend/js/index.js';
+import {
+  cpuFeatures, getNumThreads, loadNativeKernels, setNumThreads, setSimdPath, supportedSimdPaths,
+} from '../src/engine/backend/native.js';
+
+const partial = loadNativeKernels();
+const skip = partial ? false : 'native addon not built (npm install)';
+const nk = (partial ?? {}) as Kernels;
+const ref = jsKernels;
+const TOL = 1e-5;
+
+// ------------------------------------------------------------------------------------------ helpers
+let seed = 0x9e3779b9;
+function rnd(): number {  // xorshift32 in [-1, 1)
+  seed ^= seed << 13; seed >>>= 0;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5; seed >>>= 0;
+  return seed / 2147483648 - 1;
+}
+function randn(n: number, scale = 1): F32 {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rnd() * scale;
+  return a;
+}
+function irand(lo: number, hi: number): number { return lo + Math.floor((rnd() + 1) / 2 * (hi - lo + 1)); }
+function toHalf(x: F32, kind: 'f16' | 'bf16'): Half {
+  const h = new Uint16Array(x.length);
+  ref.narrow(x, kind, h);
+  return h;
+}
+function weight(x: F32, dt: WeightDtype): F32 | Half { return dt === 'f32' ? x : toHalf(x, dt); }
+
+/** ‖a − b‖ / ‖b‖ over finite entries; non-finite entries must agree in kind (NaN / ±Inf). */
+function check(a: ArrayLike<number>, b: ArrayLike<number>, what: string, tol = TOL): void {
+  assert.equal(a.length, b.length, `${what}: length`);
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i], y = b[i];
+    if (!Number.isFinite(y) || !Number.isFinite(x)) {
+      const same = (Number.isNaN(x) && Number.isNaN(y)) || x === y;
+      assert.ok(same, `${what}: element ${i} is ${x}, reference ${y}`);
+      continue;
+    }
+    num += (x - y) * (x - y);
+    den += y * y;
+  }
+  const err = den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+  assert.ok(err <= tol, `${what}: relative error ${err.toExponential(3)} > ${tol}`);
+}
+function sameBits(a: Float32Array | Int32Array | Uint16Array, b: Float32Array | Int32Array | Uint16Array, what: string): void {
+  const ua = new Uint8Array(a.buffer, a.byteOffset, a.byteLength), ub = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  assert.equal(Buffer.compare(ua, ub), 0, `${what}: results differ between thread counts`);
+}
+const SIZES = [1, 3, 7, 13, 17, 33, 65];
+const pick = <T>(xs: readonly T[]): T => xs[irand(0, xs.length - 1)];
+
+// ------------------------------------------------------------------------------------------ cases
+function gemmCase(k: Kernels, o: {
+  tA: boolean; tB: boolean; M: number; N: number; K: number; alpha: number; beta: number; aDt: WeightDtype;
+  bDt: WeightDtype; batch: number; sA0?: boolean; sB0?: boolean; pad?: number;
+}): F32 {
+  const pad = o.pad ?? 0;
+  const lda = (o.tA ? o.M : o.K) + pad, ldb = (o.tB ? o.K : o.N) + pad, ldc = o.N + pad;
+  const aRows = o.tA ? o.K : o.M, bRows = o.tB ? o.N : o.K;
+  const strideA = o.sA0 ? 0 : aRows * lda + 1, strideB = o.sB0 ? 0 : bRows * ldb + 2, strideC = o.M * ldc + 3;
+  const A = randn((o.batch - 1) * strideA + aRows * lda + 5);
+  const B = randn((o.batch - 1) * strideB + bRows * ldb + 5);
+  const C0 = randn((o.batch - 1) * strideC + o.M * ldc);
+  if (o.beta === 0) C0.fill(NaN);  // beta = 0 must ignore C, NaN included
+  const Aw = weight(A.subarray(2), o.aDt), Bw = weight(B.subarray(3), o.bDt);
+  const C = C0.slice();
+  k.gemm(o.tA, o.tB, o.M, o.N, o.K, o.alpha, Aw, o.aDt, lda, strideA, Bw, o.bDt, ldb, strideB, o.beta, C, ldc,
+         strideC, o.batch);
+  return C;
+}
+
+interface ConvCase { N: number; C: number; H: number; W: number; O: number; kh: number; kw: number; sh: number;
+  sw: number; ph: number; pw: number; dh: number; dw: number; g: number }
+const CONV_CASES: ConvCase[] = [
+  { N: 2, C: 5, H: 9, W: 11, O: 7, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
+  { N: 1, C: 6, H: 7, W: 13, O: 10, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0, dh: 1, dw: 1, g: 2 },   // pointwise
+  { N: 2, C: 4, H: 13, W: 10, O: 6, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },   // stride 2
+  { N: 1, C: 3, H: 17, W: 15, O: 5, kh: 3, kw: 2, sh: 1, sw: 2, ph: 2, pw: 0, dh: 2, dw: 3, g: 1 },   // dilation
+  { N: 2, C: 6, H: 8, W: 8, O: 6, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 6 },     // depthwise
+  { N: 1, C: 4, H: 5, W: 6, O: 8, kh: 5, kw: 4, sh: 1, sw: 1, ph: 3, pw: 2, dh: 1, dw: 1, g: 2 },     // big kernel
+  { N: 3, C: 2, H: 7, W: 7, O: 3, kh: 4, kw: 4, sh: 3, sw: 2, ph: 0, pw: 1, dh: 1, dw: 1, g: 1 },     // uneven stride
+  { N: 1, C: 33, H: 6, W: 5, O: 17, kh: 3, kw: 3, sh: 1, sw: 1, ph: 0, pw: 0, dh: 1, dw: 1, g: 1 },   // no padding
+];
+function convDims(c: ConvCase) {
+  const OH = convOutSize(c.H, c.kh, c.sh, c.ph, c.dh), OW = convOutSize(c.W, c.kw, c.sw, c.pw, c.dw);
+  return { OH, OW, xs: c.N * c.C * c.H * c.W, ys: c.N * c.O * OH * OW, ws: c.O * (c.C / c.g) * c.kh * c.kw };
+}
+
+interface AttnCase { B: number; H: number; Lq: number; Lk: number; D: number; Dv: number; causal: boolean;
+  mask: 'none' | 'keypad' | 'full' | 'rowdead' }
+const ATTN_CASES: AttnCase[] = [
+  { B: 1, H: 1, Lq: 1, Lk: 1, D: 1, Dv: 1, causal: false, mask: 'none' },
+  { B: 2, H: 3, Lq: 17, Lk: 33, D: 8, Dv: 5, causal: false, mask: 'none' },
+  { B: 1, H: 2, Lq: 65, Lk: 140, D: 40, Dv: 40, causal: false, mask: 'keypad' },
+  { B: 2, H: 1, Lq: 70, Lk: 70, D: 13, Dv: 7, causal: true, mask: 'none' },
+  { B: 1, H: 2, Lq: 33, Lk: 50, D: 16, Dv: 24, causal: true, mask: 'full' },
+  { B: 2, H: 2, Lq: 20, Lk: 9, D: 7, Dv: 3, causal: false, mask: 'rowdead' },
+  { B: 1, H: 1, Lq: 130, Lk: 135, D: 3, Dv: 65, causal: false, mask: 'full' },
+];
+function attnInputs(c: AttnCase) {
+  const BH = c.B * c.H;
+  const q = randn(BH * c.Lq * c.D), k = randn(BH * c.Lk * c.D), v = randn(BH * c.Lk * c.Dv);
+  let mask: F32 | null = null, mB = 0, mH = 0, mQ = 0;
+  if (c.mask === 'keypad') {  // [B, 1, 1, Lk]
+    mask = randn(c.B * c.Lk, 0.5); mB = c.Lk;
+    for (let b = 0; b < c.B; b++) for (let j = c.Lk - 7; j < c.Lk; j++) mask[b * c.Lk + j] = -Infinity;
+  } else if (c.mask === 'full' || c.mask === 'rowdead') {  // [B, H, Lq, Lk]
+    mask = randn(BH * c.Lq * c.Lk, 2); mB = c.H * c.Lq * c.Lk; mH = c.Lq * c.Lk; mQ = c.Lk;
+    for (let i = 0; i < mask.length; i += 5) mask[i] = -Infinity;
+    if (c.mask === 'rowdead') for (let j = 0; j < c.Lk; j++) mask[3 * c.Lk + j] = -Infinity;  // row 3 of head 0
+  }
+  return { q, k, v, mask, mB, mH, mQ, scale: 1 / Math.sqrt(Math.max(1, c.D)) };
+}
+
+// Special values for elementwise ops.
+const SPECIAL = [0, -0, 1, -1, 0.5, -2.5, 1e-40, -1e-40, 1e-8, 88, 89, -87, -104, 30, -30, 1e30, -1e30,
+  Infinity, -Infinity, NaN, 3.9, -3.9, 0.99, 1.01, 6, -6, 10, -10];
+function unaryInput(op: UnaryOp, n: number): F32 {
+  const x = randn(n, op === 'exp' || op === 'sigmoid' || op === 'tanh' ? 12 : 5);
+  if (op === 'log' || op === 'sqrt' || op === 'rsqrt') for (let i = 0; i < n; i++) x[i] = Math.abs(x[i]) * 3 + 1e-3;
+  for (let i = 0; i < SPECIAL.length && i < n; i++) x[i * 3 % n] = SPECIAL[i];
+  return x;
+}
+const UNARY_PARAMS: Partial<Record<UnaryOp, [number, number][]>> = {
+  pow_scalar: [[2, 0], [0.5, 0], [-1, 0], [3, 0], [0, 0], [1.7, 0], [1, 0]],
+  clamp: [[-0.5, 0.7], [-Infinity, 0], [0.25, Infinity], [1, -1]],
+  affine: [[2.5, -1], [1 / 3, 0.1]],
+};
+
+// ------------------------------------------------------------------------------------------ the suite
+function crossCheck(path: string): void {
+  test(`[${path}] gemm: transposes, odd sizes, strides, alpha/beta, batch, f16/bf16`, () => {
+    for (const tA of [false, true]) {
+      for (const tB of [false, true]) {
+        for (let rep = 0; rep < 3; rep++) {
+          const o = { tA, tB, M: pick(SIZES), N: pick(SIZES), K: pick([...SIZES, 130, 300]),
+                      alpha: pick([1, -0.5, 2]), beta: pick([0, 1, 0.25]), aDt: 'f32' as WeightDtype,
+                      bDt: 'f32' as WeightDtype, batch: pick([1, 1, 3]), pad: pick([0, 3]) };
+          const seed0 = seed;
+          const got = gemmCase(nk, o);
+          seed = seed0;
+          check(got, gemmCase(ref, o), `gemm ${JSON.stringify(o)}`);
+        }
+      }
+    }
+    // larger than one cache block in every direction, broadcast batch strides, half operands
+    const cases = [
+      { tA: false, tB: true, M: 77, N: 530, K: 410, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 1 },
+      { tA: true, tB: false, M: 350, N: 45, K: 270, alpha: 0.5, beta: 1, aDt: 'f32', bDt: 'f32', batch: 1 },
+      { tA: false, tB: false, M: 21, N: 19, K: 23, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 4, sA0: true },
+      { tA: false, tB: true, M: 13, N: 40, K: 33, alpha: 1, beta: 0.5, aDt: 'f32', bDt: 'f32', batch: 3, sB0: true },
+      { tA: false, tB: true, M: 37, N: 70, K: 65, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f16', batch: 2 },
+      { tA: false, tB: false, M: 17, N: 33, K: 40, alpha: 1, beta: 0, aDt: 'f32', bDt: 'bf16', batch: 1 },
+      { tA: true, tB: false, M: 30, N: 18, K: 27, alpha: 1, beta: 0, aDt: 'bf16', bDt: 'f32', batch: 1 },
+      { tA: false, tB: true, M: 9, N: 14, K: 300, alpha: 1, beta: 0, aDt: 'f16', bDt: 'f16', batch: 2 },
+      { tA: false, tB: false, M: 5, N: 6, K: 0, alpha: 1, beta: 0.5, aDt: 'f32', bDt: 'f32', batch: 1 },
+    ] as const;
+    for (const o of cases) {
+      const seed0 = seed;
+      const got = gemmCase(nk, { ...o });
+      seed = seed0;
+      check(got, gemmCase(ref, { ...o }), `gemm ${JSON.stringify(o)}`);
+    }
+  });
+
+  test(`[${path}] conv2d forward / backward input / backward weight (groups, stride, dilation, f16/bf16)`, () => {
+    for (const c of CONV_CASES) {
+      const d = convDims(c);
+      const x = randn(d.xs), w = randn(d.ws, 0.5), bias = randn(c.O), gy = randn(d.ys);
+      for (const dt of ['f32', 'f16', 'bf16'] as WeightDtype[]) {
+        const wb = weight(w, dt);
+        const useBias = dt !== 'bf16' ? bias : null;
+        const y1 = new Float32Array(d.ys).fill(NaN), y2 = new Float32Array(d.ys);
+        nk.conv2d(x, wb, dt, useBias, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, y1);
+        ref.conv2d(x, wb, dt, useBias, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, y2);
+        check(y1, y2, `conv2d ${dt} ${JSON.stringify(c)}`);
+        const gx1 = new Float32Array(d.xs).fill(NaN), gx2 = new Float32Array(d.xs);
+        nk.conv2dBackwardInput(gy, wb, dt, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gx1);
+        ref.conv2dBackwardInput(gy, wb, dt, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gx2);
+        check(gx1, gx2, `conv2dBackwardInput ${dt} ${JSON.stringify(c)}`);
+      }
+      const gw1 = new Float32Array(d.ws).fill(NaN), gw2 = new Float32Array(d.ws);
+      nk.conv2dBackwardWeight(x, gy, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gw1);
+      ref.conv2dBackwardWeight(x, gy, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gw2);
+      check(gw1, gw2, `conv2dBackwardWeight ${JSON.stringify(c)}`);
+    }
+  });
+
+  test(`[${path}] attention forward and backward (causal, masks, fully masked rows, odd sizes)`, () => {
+    for (const c of ATTN_CASES) {
+      const { q, k, v, mask, mB, mH, mQ, scale } = attnInputs(c);
+      const BH = c.B * c.H;
+      const o1 = new Float32Array(BH * c.Lq * c.Dv).fill(NaN), l1 = new Float32Array(BH * c.Lq).fill(NaN);
+      const o2 = new Float32Array(BH * c.Lq * c.Dv), l2 = new Float32Array(BH * c.Lq);
+      nk.attention(q, k, v, c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, scale, c.causal, mask, mB, mH, mQ, o1, l1);
+      ref.attention(q, k, v, c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, scale, c.causal, mask, mB, mH, mQ, o2, l2);
+      check(o1, o2, `attention out ${JSON.stringify(c)}`);
+      check(l1, l2, `attention lse ${JSON.stringify(c)}`);
+      const gout = randn(o2.length);
+      const g1 = [new Float32Array(q.length), new Float32Array(k.length), new Float32Array(v.length)];
+      const g2 = [new Float32Array(q.length), new Float32Array(k.length), new Float32Array(v.length)];
+      g1.forEach((g) => g.fill(NaN));
+      nk.attentionBackward(q, k, v, o2, l2, gout, c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, scale, c.causal, mask, mB, mH, mQ,
+                           g1[0], g1[1], g1[2]);
+      ref.attentionBackward(q, k, v, o2, l2, gout, c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, scale, c.causal, mask, mB, mH, mQ,
+                            g2[0], g2[1], g2[2]);
+      check(g1[0], g2[0], `attention gq ${JSON.stringify(c)}`);
+      check(g1[1], g2[1], `attention gk ${JSON.stringify(c)}`);
+      check(g1[2], g2[2], `attention gv ${JSON.stringify(c)}`);
+    }
+  });
+
+  test(`[${path}] layerNorm / groupNorm, forward and backward`, () => {
+    for (const [rows, cols] of [[1, 1], [3, 7], [17, 33], [65, 130], [5, 1000]]) {
+      for (const affine of [false, true]) {
+        const x = randn(rows * cols, 3);
+        for (let i = 0; i < x.length; i++) x[i] += 10;  // |mean| ≫ std
+        const w = affine ? randn(cols) : null, b = affine ? randn(cols) : null;
+        const outs = [0, 1].map(() => [new Float32Array(rows * cols), new Float32Array(rows), new Float32Array(rows)]);
+        nk.layerNorm(x, w, b, rows, cols, 1e-5, outs[0][0], outs[0][1], outs[0][2]);
+        ref.layerNorm(x, w, b, rows, cols, 1e-5, outs[1][0], outs[1][1], outs[1][2]);
+        for (let t = 0; t < 3; t++) check(outs[0][t], outs[1][t], `layerNorm ${rows}x${cols} affine=${affine} [${t}]`);
+        const gy = randn(rows * cols);
+        const [mean, rstd] = [outs[1][1], outs[1][2]];
+        const gr = [0, 1].map(() => [new Float32Array(rows * cols), new Float32Array(cols), new Float32Array(cols)]);
+        nk.layerNormBackward(x, w, mean, rstd, gy, rows, cols, gr[0][0], affine ? gr[0][1] : null, affine ? gr[0][2] : null);
+        ref.layerNormBackward(x, w, mean, rstd, gy, rows, cols, gr[1][0], affine ? gr[1][1] : null, affine ? gr[1][2] : null);
+        for (let t = 0; t < 3; t++) check(gr[0][t], gr[1][t], `layerNormBackward ${rows}x${cols} affine=${affine} [${t}]`);
+      }
+    }
+    for (const [N, C, HW, G] of [[1, 1, 1, 1], [2, 6, 13, 3], [3, 8, 33, 8], [2, 32, 65, 4], [1, 4, 7, 1]]) {
+      for (const affine of [false, true]) {
+        const x = randn(N * C * HW, 2);
+        for (let i = 0; i < x.length; i++) x[i] -= 5;
+        const w = affine ? randn(C) : null, b = affine ? randn(C) : null;
+        const outs = [0, 1].map(() => [new Float32Array(N * C * HW), new Float32Array(N * G), new Float32Array(N * G)]);
+        nk.groupNorm(x, w, b, N, C, HW, G, 1e-5, outs[0][0], outs[0][1], outs[0][2]);
+        ref.groupNorm(x, w, b, N, C, HW, G, 1e-5, outs[1][0], outs[1][1], outs[1][2]);
+        for (let t = 0; t < 3; t++) check(outs[0][t], outs[1][t], `groupNorm ${[N, C, HW, G]} [${t}]`);
+        const gy = randn(N * C * HW);
+        const gr = [0, 1].map(() => [new Float32Array(N * C * HW), new Float32Array(C), new Float32Array(C)]);
+        nk.groupNormBackward(x, w, outs[1][1], outs[1][2], gy, N, C, HW, G, gr[0][0], affine ? gr[0][1] : null, affine ? gr[0][2] : null);
+        ref.groupNormBackward(x, w, outs[1][1], outs[1][2], gy, N, C, HW, G, gr[1][0], affine ? gr[1][1] : null, affine ? gr[1][2] : null);
+        for (let t = 0; t < 3; t++) check(gr[0][t], gr[1][t], `groupNormBackward ${[N, C, HW, G]} [${t}]`);
+      }
+    }
+  });
+
+  test(`[${path}] softmax / log-softmax, forward and backward`, () => {
+    for (const [rows, cols] of [[1, 1], [3, 7], [13, 33], [4, 1000], [2, 65]]) {
+      for (const log of [false, true]) {
+        const x = randn(rows * cols, 8);
+        if (cols > 3) { x[1] = -Infinity; x[cols + 2] = -Infinity; }
+        const y1 = new Float32Array(x.length), y2 = new Float32Array(x.length);
+        nk.softmax(x, rows, cols, log, y1);
+        ref.softmax(x, rows, cols, log, y2);
+        check(y1, y2, `softmax ${rows}x${cols} log=${log}`);
+        const gy = randn(x.length);
+        const g1 = new Float32Array(x.length), g2 = new Float32Array(x.length);
+        nk.softmaxBackward(y2, gy, rows, cols, log, g1);
+        ref.softmaxBackward(y2, gy, rows, cols, log, g2);
+        check(g1, g2, `softmaxBackward ${rows}x${cols} log=${log}`);
+      }
+    }
+  });
+
+  test(`[${path}] unary and unaryBackward: every op, special values, in-place`, () => {
+    for (const op of UNARY_OPS) {
+      for (const [alpha, beta] of UNARY_PARAMS[op] ?? [[0, 0]]) {
+        for (const n of [1, 7, 16, 33, 300]) {
+          const x = unaryInput(op, n);
+          const y1 = new Float32Array(n), y2 = new Float32Array(n);
+          nk.unary(op, x, y1, alpha, beta);
+          ref.unary(op, x, y2, alpha, beta);
+          check(y1, y2, `unary ${op}(${alpha},${beta}) n=${n}`);
+          const gy = randn(n);
+          const g1 = new Float32Array(n), g2 = new Float32Array(n);
+          nk.unaryBackward(op, x, y2, gy, g1, alpha, beta);
+          ref.unaryBackward(op, x, y2, gy, g2, alpha, beta);
+          check(g1, g2, `unaryBackward ${op}(${alpha},${beta}) n=${n}`);
+        }
+      }
+      // in place, on a subarray view (byteOffset ≠ 0)
+      const big = unaryInput(op, 70);
+      const view = big.subarray(5, 60), expect = new Float32Array(55);
+      const [al, be] = (UNARY_PARAMS[op] ?? [[0, 0]])[0];
+      ref.unary(op, view, expect, al, be);
+      nk.unary(op, view, view, al, be);
+      check(view, expect, `unary ${op} in place`);
+    }
+  });
+
+  test(`[${path}] unary accuracy over a dense sweep (vector exp/log/tanh/erf/gelu/...)`, () => {
+    const n = 20001;
+    const x = new Float32Array(n);
+    for (let i = 0; i < n; i++) x[i] = -12 + (24 * i) / (n - 1);
+    for (const op of ['exp', 'tanh', 'sigmoid', 'gelu', 'gelu_tanh', 'erf', 'silu', 'quick_gelu'] as UnaryOp[]) {
+      const y1 = new Float32Array(n), y2 = new Float32Array(n);
+      nk.unary(op, x, y1, 0, 0);
+      ref.unary(op, x, y2, 0, 0);
+      // elementwise relative error (stricter than the norm check): ~1e-6 where the value is not tiny
+      let worst = 0;
+      for (let i = 0; i < n; i++) {
+        // gelu_tanh's tail σ(2u) has relative condition |2u|: at x < -3 one ulp of u in float is already
+        // ~2e-6 (and the reference's 1 + tanh(u) cancels in float64 below x ≈ -5)
+        if (op === 'gelu_tanh' && x[i] < -3) continue;
+        const r = Math.abs(y1[i] - y2[i]) / Math.max(Math.abs(y2[i]), 1e-30);
+        if (Math.abs(y2[i]) > 1e-30 && r > worst) worst = r;
+      }
+      assert.ok(worst < 2e-6, `${op}: worst elementwise relative error ${worst.toExponential(2)}`);
+    }
+    const xl = new Float32Array(n);
+    for (let i = 0; i < n; i++) xl[i] = 2 ** (-60 + (120 * i) / (n - 1));
+    const y1 = new Float32Array(n), y2 = new Float32Array(n);
+    nk.unary('log', xl, y1, 0, 0);
+    ref.unary('log', xl, y2, 0, 0);
+    let worst = 0;
+    for (let i = 0; i < n; i++) if (y2[i] !== 0) worst = Math.max(worst, Math.abs(y1[i] - y2[i]) / Math.abs(y2[i]));
+    assert.ok(worst < 2e-6, `log: worst elementwise relative error ${worst.toExponential(2)}`);
+  });
+
+  test(`[${path}] binary and where over strided / broadcast views`, () => {
+    const views: { shape: number[]; a: [number, number[]]; b: [number, number[]]; la: number; lb: number }[] = [
+      { shape: [37], a: [0, [1]], b: [0, [1]], la: 37, lb: 37 },                               // dense
+      { shape: [13, 17], a: [3, [17, 1]], b: [0, [0, 0]], la: 250, lb: 1 },                    // scalar b
+      { shape: [13, 17], a: [0, [0, 0]], b: [1, [17, 1]], la: 1, lb: 230 },                    // scalar a
+      { shape: [9, 33], a: [0, [33, 1]], b: [2, [0, 1]], la: 297, lb: 40 },                    // row broadcast
+      { shape: [9, 33], a: [0, [33, 1]], b: [0, [1, 0]], la: 297, lb: 9 },                     // column broadcast
+      { shape: [7, 5], a: [0, [1, 7]], b: [0, [5, 1]], la: 35, lb: 35 },                       // transposed a
+      { shape: [2, 3, 4, 5], a: [1, [60, 20, 5, 1]], b: [0, [0, 5, 0, 1]], la: 121, lb: 15 },  // mixed
+      { shape: [4, 6], a: [0, [12, 2]], b: [0, [6, 1]], la: 48, lb: 24 },                      // step 2 slice
+      { shape: [3, 1, 5], a: [0, [5, 0, 1]], b: [0, [0, 0, 1]], la: 15, lb: 5 },
+      { shape: [2, 0, 3], a: [0, [3, 3, 1]], b: [0, [3, 3, 1]], la: 6, lb: 6 },                // empty
+      { shape: [300, 70], a: [0, [70, 1]], b: [0, [0, 1]], la: 21000, lb: 70 },                // large (threads)
+    ];
+    for (const op of BINARY_OPS as readonly BinaryOp[]) {
+      for (const vw of views) {
+        const a = randn(vw.la, 3), b = randn(vw.lb, 3);
+        if (op === 'pow') for (let i = 0; i < a.length; i++) a[i] = Math.abs(a[i]);
+        if (vw.la > 4) { a[2] = NaN; a[3] = Infinity; }
+        if (vw.lb > 4) { b[1] = NaN; b[4] = -0; }
+        if (op === 'eq' || op === 'ne') for (let i = 0; i < Math.min(a.length, b.length); i += 3) b[i] = a[i];
+        const n = vw.shape.reduce((p, q) => p * q, 1);
+        const o1 = new Float32Array(n), o2 = new Float32Array(n);
+        nk.binary(op, a, vw.a[0], vw.a[1], b, vw.b[0], vw.b[1], vw.shape, o1);
+        ref.binary(op, a, vw.a[0], vw.a[1], b, vw.b[0], vw.b[1], vw.shape, o2);
+        check(o1, o2, `binary ${op} ${JSON.stringify(vw.shape)}`);
+      }
+    }
+    for (const vw of views) {
+      const c = randn(vw.la).map((v) => (v > 0 ? 1 : v < -0.5 ? NaN : 0));
+      const a = randn(vw.lb), b = randn(7);
+      const n = vw.shape.reduce((p, q) => p * q, 1);
+      const o1 = new Float32Array(n), o2 = new Float32Array(n);
+      const bStr = vw.shape.map(() => 0);
+      nk.where(c, vw.a[0], vw.a[1], a, vw.b[0], vw.b[1], b, 3, bStr, vw.shape, o1);
+      ref.where(c, vw.a[0], vw.a[1], a, vw.b[0], vw.b[1], b, 3, bStr, vw.shape, o2);
+      check(o1, o2, `where ${JSON.stringify(vw.shape)}`);
+    }
+  });
+
+  test(`[${path}] reduce / argReduce (inner = 1 and > 1, empty axis, NaN, long rows)`, () => {
+    const shapes: [number, number, number][] = [[1, 1, 1], [3, 7, 1], [5, 33, 17], [2, 0, 3], [1, 100000, 1], [4, 65, 1],
+      [2, 3, 300], [7, 1, 5]];
+    for (const [outer, n, inner] of shapes) {
+      const x = randn(outer * n * inner, 4);
+      for (const op of ['sum', 'max', 'min'] as const) {
+        const o1 = new Float32Array(outer * inner), o2 = new Float32Array(outer * inner);
+        nk.reduce(op, x, outer, n, inner, o1);
+        ref.reduce(op, x, outer, n, inner, o2);
+        check(o1, o2, `reduce ${op} ${[outer, n, inner]}`, op === 'sum' ? 1e-5 : 0);
+      }
+      for (const op of ['argmax', 'argmin'] as const) {
+        const o1 = new Int32Array(outer * inner), o2 = new Int32Array(outer * inner);
+        nk.argReduce(op, x, outer, n, inner, o1);
+        ref.argReduce(op, x, outer, n, inner, o2);
+        assert.deepEqual(o1, o2, `argReduce ${op} ${[outer, n, inner]}`);
+      }
+    }
+    const x = randn(3 * 40, 4);
+    x[45] = NaN; x[50] = NaN;  // row 1
+    for (const op of ['max', 'min'] as const) {
+      const o1 = new Float32Array(3), o2 = new Float32Array(3);
+      nk.reduce(op, x, 3, 40, 1, o1);
+      ref.reduce(op, x, 3, 40, 1, o2);
+      check(o1, o2, `reduce ${op} NaN`, 0);
+    }
+    const a1 = new Int32Array(3), a2 = new Int32Array(3);
+    nk.argReduce('argmax', x, 3, 40, 1, a1);
+    ref.argReduce('argmax', x, 3, 40, 1, a2);
+    assert.deepEqual(a1, a2, 'argmax with NaN');
+  });
+
+  test(`[${path}] stridedCopy, widen, narrow`, () => {
+    const src = randn(500, 100);
+    src[7] = NaN; src[8] = Infinity; src[9] = 70000; src[10] = 1e-6; src[11] = -3e-8; src[12] = 65519.99;
+    const views: [number, number[], number[]][] = [
+      [0, [500], [1]], [3, [10, 20], [1, 10]], [0, [4, 5, 6], [0, 6, 1]], [5, [7, 9], [40, 3]],
+      [2, [3, 1, 4], [100, 0, 25]], [0, [2, 3], [0, 0]], [1, [2, 2, 2, 2, 2], [200, 100, 50, 20, 7]],
+    ];
+    for (const dt of ['f32', 'f16', 'bf16'] as WeightDtype[]) {
+      const s = weight(src, dt);
+      for (const [off, shape, strides] of views) {
+        const n = shape.reduce((p, q) => p * q, 1);
+        const o1 = new Float32Array(n), o2 = new Float32Array(n);
+        nk.stridedCopy(s, dt, off, shape, strides, o1);
+        ref.stridedCopy(s, dt, off, shape, strides, o2);
+        check(o1, o2, `stridedCopy ${dt} ${JSON.stringify([off, shape, strides])}`, 0);
+      }
+    }
+    for (const kind of ['f16', 'bf16'] as const) {
+      const h1 = new Uint16Array(src.length), h2 = new Uint16Array(src.length);
+      nk.narrow(src, kind, h1);
+      ref.narrow(src, kind, h2);
+      for (let i = 0; i < src.length; i++) {
+        if (Number.isNaN(src[i])) continue;
+        assert.equal(h1[i], h2[i], `narrow ${kind} of ${src[i]}`);
+      }
+      const w1 = new Float32Array(src.length), w2 = new Float32Array(src.length);
+      nk.widen(h2, kind, w1);
+      ref.widen(h2, kind, w2);
+      check(w1, w2, `widen ${kind}`, 0);
+      // every 16-bit pattern (sub-normals, Inf, NaN) widens exactly
+      const all = new Uint16Array(65536).map((_, i) => i);
+      const a1 = new Float32Array(65536), a2 = new Float32Array(65536);
+      nk.widen(all, kind, a1);
+      ref.widen(all, kind, a2);
+      check(a1, a2, `widen ${kind} all patterns`, 0);
+      // f16 rounding edge cases: every f16 value and its midpoints narrow to the reference bits
+      const mids = new Float32Array(2 * 65536);
+      for (let i = 0; i < 65535; i++) { mids[2 * i] = a2[i]; mids[2 * i + 1] = (a2[i] + a2[i + 1]) / 2; }
+      const m1 = new Uint16Array(mids.length), m2 = new Uint16Array(mids.length);
+      nk.narrow(mids, kind, m1);
+      ref.narrow(mids, kind, m2);
+      for (let i = 0; i < mids.length; i++) {
+        if (Number.isNaN(mids[i])) { assert.ok((m1[i] & 0x7fff) > (kind === 'f16' ? 0x7c00 : 0x7f80)); continue; }
+        if (m1[i] !== m2[i]) assert.fail(`narrow ${kind} of ${mids[i]}: ${m1[i]} vs ${m2[i]}`);
+      }
+    }
+  });
+}
+
+// Bit-identical results for 1, 2 and 3 threads on problems big enough to be split.
+function determinism(path: string): void {
+  test(`[${path}] results are bit-identical for 1, 2 and 3 threads`, () => {
+    const runs: Float32Array[][] = [];
+    const saved = getNumThreads();
+    for (const threads of [1, 2, 3]) {
+      setNumThreads(threads);
+      seed = 12345;
+      const out: Float32Array[] = [];
+      // gemm: several tiles in M and N, K split in KC blocks, batched with small products
+      const C = new Float32Array(300 * 530);
+      nk.gemm(false, true, 300, 530, 700, 1, randn(300 * 700), 'f32', 700, 0, randn(530 * 700), 'f32', 700, 0, 0, C, 530, 0, 1);
+      out.push(C);
+      const Cb = new Float32Array(16 * 40 * 50);
+      nk.gemm(true, false, 40, 50, 64, 1, randn(16 * 64 * 40), 'f32', 40, 64 * 40, randn(64 * 50), 'f32', 50, 0, 0, Cb, 50, 2000, 16);
+      out.push(Cb);
+      // conv fwd / bwd
+      const c = { N: 2, C: 16, H: 24, W: 24, O: 24, kh: 3, kw: 3 };
+      const x = randn(c.N * c.C * c.H * c.W), w = randn(c.O * c.C * 9), gy = randn(c.N * c.O * c.H * c.W);
+      const y = new Float32Array(gy.length), gx = new Float32Array(x.length), gw = new Float32Array(w.length);
+      nk.conv2d(x, w, 'f32', null, c.N, c.C, c.H, c.W, c.O, 3, 3, 1, 1, 1, 1, 1, 1, 1, y);
+      nk.conv2dBackwardInput(gy, w, 'f32', c.N, c.C, c.H, c.W, c.O, 3, 3, 1, 1, 1, 1, 1, 1, 1, gx);
+      nk.conv2dBackwardWeight(x, gy, c.N, c.C, c.H, c.W, c.O, 3, 3, 1, 1, 1, 1, 1, 1, 1, gw);
+      const gx2 = new Float32Array(2 * 16 * 25 * 25);  // strided: col2im path
+      nk.conv2dBackwardInput(randn(2 * 24 * 13 * 13), w, 'f32', 2, 16, 25, 25, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, gx2);
+      out.push(y, gx, gw, gx2);
+      // attention fwd / bwd
+      const a = { B: 2, H: 2, L: 150, D: 24 };
+      const n = a.B * a.H * a.L * a.D;
+      const q = randn(n), k = randn(n), v = randn(n), go = randn(n);
+      const o = new Float32Array(n), lse = new Float32Array(a.B * a.H * a.L);
+      nk.attention(q, k, v, a.B, a.H, a.L, a.L, a.D, a.D, 0.2, true, null, 0, 0, 0, o, lse);
+      const gq = new Float32Array(n), gk = new Float32Array(n), gv = new Float32Array(n);
+      nk.attentionBackward(q, k, v, o, lse, go, a.B, a.H, a.L, a.L, a.D, a.D, 0.2, true, null, 0, 0, 0, gq, gk, gv);
+      out.push(o, lse, gq, gk, gv);
+      // norms, softmax, reductions
+      const rows = 3000, cols = 64;
+      const xl = randn(rows * cols), gl = randn(rows * cols);
+      const ln = [new Float32Array(rows * cols), new Float32Array(rows), new Float32Array(rows)];
+      nk.layerNorm(xl, null, null, rows, cols, 1e-5, ln[0], ln[1], ln[2]);
+      const lb = [new Float32Array(rows * cols), new Float32Array(cols), new Float32Array(cols)];
+      nk.layerNormBackward(xl, randn(cols), ln[1], ln[2], gl, rows, cols, lb[0], lb[1], lb[2]);
+      const gn = [new Float32Array(rows * cols), new Float32Array(2 * 8), new Float32Array(2 * 8)];
+      nk.groupNorm(xl, null, null, 2, 32, 3000, 8, 1e-5, gn[0], gn[1], gn[2]);
+      const gb = [new Float32Array(rows * cols), new Float32Array(32), new Float32Array(32)];
+      nk.groupNormBackward(xl, randn(32), gn[1], gn[2], gl, 2, 32, 3000, 8, gb[0], gb[1], gb[2]);
+      const sm = new Float32Array(rows * cols);
+      nk.softmax(xl, rows, cols, false, sm);
+      const r1 = new Float32Array(1), r2 = new Float32Array(cols);
+      nk.reduce('sum', xl, 1, rows * cols, 1, r1);
+      nk.reduce('sum', xl, 1, rows, cols, r2);
+      out.push(...ln, ...lb, ...gn, ...gb, sm, r1, r2);
+      runs.push(out);
+    }
+    setNumThreads(saved);
+    for (let r = 1; r < runs.length; r++)
+      for (let i = 0; i < runs[0].length; i++) sameBits(runs[0][i], runs[r][i], `output ${i} (threads ${r + 1})`);
+  });
+}
+
+// ------------------------------------------------------------------------------------------ run
+describe('native kernels', { skip }, () => {
+  const paths = partial ? supportedSimdPaths() : [];
+  const initial = partial ? cpuFeatures() : null;
+
+  test('reports its SIMD path and thread pool', () => {
+    assert.ok(paths.length >= 1 && paths.includes('portable'), `supported: ${paths}`);
+    assert.equal(initial, process.env.VSS_SIMD && paths.includes(process.env.VSS_SIMD as never) ? process.env.VSS_SIMD : paths[0]);
+    assert.ok(getNumThreads() >= 1);
+  });
+
+  for (const path of ['avx512', 'avx2', 'portable'] as const) {
+    describe(`path ${path}`, { skip: paths.includes(path) ? false : `CPU cannot run ${path}` }, () => {
+      test(`[${path}] select`, () => { assert.equal(setSimdPath(path), true); assert.equal(cpuFeatures(), path); });
+      crossCheck(path);
+      determinism(path);
+    });
+  }
+
+  test('restores the default path', () => { if (initial) assert.equal(setSimdPath(initial), true); });
+
+  test('VSS_SIMD=portable forces the portable path in a fresh process', () => {
+    const mod = fileURLToPath(new URL('../src/engine/backend/native.js', import.meta.url));
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e',
+      `import(${JSON.stringify(mod)}).then((m) => { m.loadNativeKernels(); console.log(m.cpuFeatures()); })`],
+    { env: { ...process.env, VSS_SIMD: 'portable', VSS_NUM_THREADS: '3' }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'portable');
+  });
+
+  test('a 16-element unary call costs about a microsecond', () => {
+    const x = randn(16), y = new Float32Array(16);
+    for (let i = 0; i < 20000; i++) nk.unary('relu', x, y, 0, 0);  // warm up
+    let best = Infinity;
+    for (let rep = 0; rep < 5; rep++) {
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < 20000; i++) nk.unary('relu', x, y, 0, 0);
+      best = Math.min(best, Number(process.hrtime.bigint() - t0) / 20000 / 1000);
+    }
+    // target ≤ 2 µs; allow slack for a loaded shared machine
+    assert.ok(best < 5, `16-element unary: ${best.toFixed(2)} µs per call`);
+  });
+});
