@@ -19,6 +19,9 @@ namespace {
 // ------------------------------------------------------------------------------------- SIMD path
 const KernelTable* g_table = nullptr;
 
+const char* g_selftest_failure = nullptr;   // last path rejected by its self-test, for native.ts to report
+
+#if defined(__x86_64__)
 bool cpu_has_avx512() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
@@ -90,6 +93,15 @@ const char* self_test(const KernelTable* t) {
     e.out = y2; p->unary(e);
     if (rel_err(y1, y2, 100) > 1e-5) return "unary";
   }
+  for (int op = 0; op < B_COUNT; op++) {  // [10, 10] ∘ row-broadcast [10]
+    NdArgs nd{};
+    nd.op = op; nd.rank = 2; nd.shape[0] = 10; nd.shape[1] = 10;
+    nd.in[0] = x; nd.st[0][0] = 10; nd.st[0][1] = 1;
+    nd.in[1] = x + 45; nd.st[1][0] = 0; nd.st[1][1] = 1;
+    nd.out = y1; t->binary(nd);
+    nd.out = y2; p->binary(nd);
+    if (rel_err(y1, y2, 100) > 1e-5) return "binary";
+  }
   t->softmax(x, 4, 25, false, y1);
   p->softmax(x, 4, 25, false, y2);
   if (rel_err(y1, y2, 100) > 1e-5) return "softmax";
@@ -108,7 +120,6 @@ const char* self_test(const KernelTable* t) {
   if (rel_err(C1, C2, 40 * 19) > 1e-5 || rel_err(lse1, lse2, 40) > 1e-5) return "attention";
   return nullptr;
 }
-const char* g_selftest_failure = nullptr;   // last path rejected by its self-test, for native.ts to report
 const KernelTable* verified(const KernelTable* t) {
   if (!t) return nullptr;
   static const KernelTable* passed[3] = {nullptr, nullptr, nullptr};
@@ -122,6 +133,8 @@ const KernelTable* verified(const KernelTable* t) {
   for (const KernelTable*& q : passed) if (!q) { q = t; break; }
   return t;
 }
+#endif  // __x86_64__
+
 const KernelTable* table_by_name(const char* name) {
 #if defined(__x86_64__)
   if (!std::strcmp(name, "avx512")) return cpu_has_avx512() ? verified(table_avx512()) : nullptr;

@@ -22,7 +22,11 @@ static void pack_panel(const void* p, int dt, int64_t ld, bool kmajor, int64_t r
       float* d = dst + k * R;
       for (int c = 0; c < R; c += W) {
         int lanes = imin(W, R - c), valid = imax(0, imin(lanes, nr - c));
-        vstore_n(d + c, vload_dt_n(p, dt, base + c, valid), lanes);
+        V v = vload_dt_n(p, dt, base + c, valid);
+        // A partial row (R not a multiple of W) is stored whole, spilling into the next row, which is
+        // written afterwards; only the panel's last row needs a masked store (slow on AMD for AVX2).
+        if (lanes == W || k + 1 < kc) vstore(d + c, v);
+        else vstore_n(d + c, v, lanes);
       }
     }
     return;

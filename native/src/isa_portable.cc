@@ -3,6 +3,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 #include "common.h"
 

@@ -29,11 +29,11 @@ static inline V vdiv(V a, V b) { return a / b; }
 static inline V vfma(V a, V b, V c) { return a * b + c; }   // contracted to FMA where the target has it
 static inline V vfnma(V a, V b, V c) { return c - a * b; }
 static inline V vsel(Mask m, V a, V b) { return m ? a : b; }
-// Exact low part of a·b given hi = fl(a·b). With hardware FMA (arm64, or x86 built with FMA) one fused
-// op; otherwise Dekker's product from 12-bit halves (exact barring overflow).
+// Exact low part of a·b given hi = fl(a·b): one fused op on arm64 (spelled out: written as a*b - hi the
+// compiler reuses the rounded product and gets 0), Dekker's product from 12-bit halves elsewhere.
 static inline V vprod_lo(V a, V b, V hi) {
-#if defined(__aarch64__) || defined(__FMA__)
-  return a * b - hi;   // contracted to one fused multiply-add on these targets
+#if defined(__aarch64__)
+  return -(V)vfmsq_f32((float32x4_t)hi, (float32x4_t)a, (float32x4_t)b);   // -(hi - a·b), fused
 #else
   const V k = V{4097.0f, 4097.0f, 4097.0f, 4097.0f};
   const V ca = k * a, cb = k * b;

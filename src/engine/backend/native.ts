@@ -15,6 +15,7 @@ import type {
   ArgReduceOp, BinaryOp, F32, Half, HalfKind, Kernels, ReduceOp, UnaryOp, WeightBuf, WeightDtype,
 } from './kernels.js';
 import { BINARY_OPS, UNARY_OPS } from './kernels.js';
+import { jsKernels } from './js/index.js';
 
 export type SimdPath = 'avx512' | 'avx2' | 'portable';
 
@@ -159,49 +160,84 @@ function attnMeta(B: number, H: number, Lq: number, Lk: number, D: number, Dv: n
 }
 
 /**
+ * Problems of at most this many elements run the JS kernel instead: crossing into C++ costs ~0.3–1 µs
+ * (more when V8 must first move a fresh small typed array off its heap, which it keeps ≤ 64-byte arrays
+ * on), while JS finishes such a loop in ~0.1–0.3 µs.
+ */
+export const SMALL_IN_JS = 32;
+
+function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (let d = 0; d < shape.length; d++) n *= shape[d];
+  return n;
+}
+
+export interface NativeOptions {
+  /** Run tiny elementwise / reduction / normalisation problems (≤ SMALL_IN_JS elements) in JS. Default true. */
+  smallInJs?: boolean;
+}
+
+/**
  * The native kernels, or null when the addon cannot be loaded (not built, wrong platform, ABI mismatch).
  * Pooling and interpolation are not provided: they fall back to the JS kernels.
  */
-export function loadNativeKernels(): Partial<Kernels> | null {
+export function loadNativeKernels(options: NativeOptions = {}): Partial<Kernels> | null {
   const a = load();
   if (!a) return null;
+  const small = options.smallInJs === false ? -1 : SMALL_IN_JS;
+  const js = jsKernels;
   const kernels: Partial<Kernels> = {
     name: 'native',
 
     stridedCopy(src: F32 | Half, srcDtype: WeightDtype, offset: number, shape: readonly number[],
                 strides: readonly number[], out: F32): void {
+      if (numel(shape) <= small) { js.stridedCopy(src, srcDtype, offset, shape, strides, out); return; }
       a.stridedCopy(src, DT[srcDtype], out, packStrided(shape, 1, [offset], [strides]));
     },
-    widen(src: Half, kind: HalfKind, out: F32): void { a.widen(src, DT[kind], out); },
-    narrow(src: F32, kind: HalfKind, out: Half): void { a.narrow(src, DT[kind], out); },
+    widen(src: Half, kind: HalfKind, out: F32): void {
+      if (src.length <= small) js.widen(src, kind, out);
+      else a.widen(src, DT[kind], out);
+    },
+    narrow(src: F32, kind: HalfKind, out: Half): void {
+      if (src.length <= small) js.narrow(src, kind, out);
+      else a.narrow(src, DT[kind], out);
+    },
 
     unary(op: UnaryOp, x: F32, out: F32, alpha: number, beta: number): void {
-      a.unary(UNARY_CODE[op], x, out, alpha ?? 0, beta ?? 0);
+      if (x.length <= small) js.unary(op, x, out, alpha, beta);
+      else a.unary(UNARY_CODE[op], x, out, alpha ?? 0, beta ?? 0);
     },
     unaryBackward(op: UnaryOp, x: F32, y: F32, gy: F32, gx: F32, alpha: number, beta: number): void {
-      a.unaryBackward(UNARY_CODE[op], x, y, gy, gx, alpha ?? 0, beta ?? 0);
+      if (gy.length <= small) js.unaryBackward(op, x, y, gy, gx, alpha, beta);
+      else a.unaryBackward(UNARY_CODE[op], x, y, gy, gx, alpha ?? 0, beta ?? 0);
     },
     binary(op: BinaryOp, x: F32, aOffset: number, aStrides: readonly number[], y: F32, bOffset: number,
            bStrides: readonly number[], shape: readonly number[], out: F32): void {
-      a.binary(BINARY_CODE[op], x, y, out, packStrided(shape, 2, [aOffset, bOffset], [aStrides, bStrides]));
+      if (numel(shape) <= small) js.binary(op, x, aOffset, aStrides, y, bOffset, bStrides, shape, out);
+      else a.binary(BINARY_CODE[op], x, y, out, packStrided(shape, 2, [aOffset, bOffset], [aStrides, bStrides]));
     },
     where(cond: F32, cOffset: number, cStrides: readonly number[], x: F32, aOffset: number,
           aStrides: readonly number[], y: F32, bOffset: number, bStrides: readonly number[],
           shape: readonly number[], out: F32): void {
-      a.where(cond, x, y, out, packStrided(shape, 3, [cOffset, aOffset, bOffset], [cStrides, aStrides, bStrides]));
+      if (numel(shape) <= small) js.where(cond, cOffset, cStrides, x, aOffset, aStrides, y, bOffset, bStrides, shape, out);
+      else a.where(cond, x, y, out, packStrided(shape, 3, [cOffset, aOffset, bOffset], [cStrides, aStrides, bStrides]));
     },
 
     reduce(op: ReduceOp, x: F32, outer: number, n: number, inner: number, out: F32): void {
-      a.reduce(REDUCE_CODE[op], x, outer, n, inner, out);
+      if (outer * n * inner <= small) js.reduce(op, x, outer, n, inner, out);
+      else a.reduce(REDUCE_CODE[op], x, outer, n, inner, out);
     },
     argReduce(op: ArgReduceOp, x: F32, outer: number, n: number, inner: number, out: Int32Array): void {
-      a.reduce(REDUCE_CODE[op], x, outer, n, inner, out);
+      if (outer * n * inner <= small) js.argReduce(op, x, outer, n, inner, out);
+      else a.reduce(REDUCE_CODE[op], x, outer, n, inner, out);
     },
     softmax(x: F32, rows: number, cols: number, log: boolean, out: F32): void {
-      a.softmax(x, rows, cols, log, out);
+      if (rows * cols <= small) js.softmax(x, rows, cols, log, out);
+      else a.softmax(x, rows, cols, log, out);
     },
     softmaxBackward(y: F32, gy: F32, rows: number, cols: number, log: boolean, gx: F32): void {
-      a.softmaxBackward(y, gy, rows, cols, log, gx);
+      if (rows * cols <= small) js.softmaxBackward(y, gy, rows, cols, log, gx);
+      else a.softmaxBackward(y, gy, rows, cols, log, gx);
     },
 
     gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
@@ -242,19 +278,23 @@ export function loadNativeKernels(): Partial<Kernels> | null {
 
     layerNorm(x: F32, w: F32 | null, b: F32 | null, rows: number, cols: number, eps: number,
               out: F32, mean: F32, rstd: F32): void {
-      a.layerNorm(x, w, b, rows, cols, eps, out, mean, rstd);
+      if (rows * cols <= small) js.layerNorm(x, w, b, rows, cols, eps, out, mean, rstd);
+      else a.layerNorm(x, w, b, rows, cols, eps, out, mean, rstd);
     },
     layerNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, gy: F32, rows: number, cols: number,
                       gx: F32, gw: F32 | null, gb: F32 | null): void {
-      a.layerNormBackward(x, w, mean, rstd, gy, rows, cols, gx, gw, gb);
+      if (rows * cols <= small) js.layerNormBackward(x, w, mean, rstd, gy, rows, cols, gx, gw, gb);
+      else a.layerNormBackward(x, w, mean, rstd, gy, rows, cols, gx, gw, gb);
     },
     groupNorm(x: F32, w: F32 | null, b: F32 | null, N: number, C: number, HW: number, G: number, eps: number,
               out: F32, mean: F32, rstd: F32): void {
-      a.groupNorm(x, w, b, N, C, HW, G, eps, out, mean, rstd);
+      if (N * C * HW <= small) js.groupNorm(x, w, b, N, C, HW, G, eps, out, mean, rstd);
+      else a.groupNorm(x, w, b, N, C, HW, G, eps, out, mean, rstd);
     },
     groupNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, gy: F32, N: number, C: number, HW: number,
                       G: number, gx: F32, gw: F32 | null, gb: F32 | null): void {
-      a.groupNormBackward(x, w, mean, rstd, gy, N, C, HW, G, gx, gw, gb);
+      if (N * C * HW <= small) js.groupNormBackward(x, w, mean, rstd, gy, N, C, HW, G, gx, gw, gb);
+      else a.groupNormBackward(x, w, mean, rstd, gy, N, C, HW, G, gx, gw, gb);
     },
   };
   return kernels;
