@@ -3,15 +3,10 @@
  * all move raw values between tensors without building autograd graphs; these keep that code short and keep
  * 16-bit / integer tensors' exact bit patterns (no detour through f32).
  */
-import type { Tensor } from '../engine/index.js';
+import { type Tensor, numelOf } from '../engine/index.js';
+import type { Storage } from '../engine/dtype.js';
 
-export type Storage = Float32Array | Uint16Array | Int32Array | BigInt64Array | Uint8Array;
-
-export function numelOf(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
+export { numelOf, type Storage };
 
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
@@ -22,14 +17,7 @@ export function fmtShape(shape: readonly number[]): string {
 }
 
 /** True when the view's elements sit in row-major order with no gaps (size-1 dims may have any stride). */
-export function isDense(t: Tensor): boolean {
-  let expect = 1;
-  for (let d = t.shape.length - 1; d >= 0; d--) {
-    if (t.shape[d] !== 1 && t.strides[d] !== expect) return false;
-    expect *= t.shape[d];
-  }
-  return true;
-}
+export const isDense = (t: Tensor): boolean => t.isContiguous();
 
 /**
  * The tensor's elements in row-major order and in its own dtype. A dense view returns a window on the storage
@@ -77,7 +65,4 @@ export function f32Storage(t: Tensor, what = 'tensor'): Float32Array {
 }
 
 /** Dense f32 values of any tensor, for reading (may be the storage itself: do not write). */
-export function readF32(t: Tensor): Float32Array {
-  if (t.dtype === 'f32' && isDense(t)) return (t.data as Float32Array).subarray(t.offset, t.offset + numelOf(t.shape));
-  return t.toFloat32Array();
-}
+export const readF32 = (t: Tensor): Float32Array => t.toFloat32Array();
