@@ -1,11 +1,10 @@
 #!/usr/bin/env node
 // The `vss` command. The TypeScript sources compile to dist/ during `npm install` (the prepare script).
 import { main } from '../dist/src/cli/main.js';
+import { exitCodeOf, formatError } from '../dist/src/cli/errors.js';
 
 main(process.argv).catch((err) => {
-  const verbose = process.argv.includes('--verbose');
-  console.error(`vss: ${err instanceof Error ? err.message : String(err)}`);
-  if (verbose && err instanceof Error && err.stack) console.error(err.stack);
-  else console.error('(run with --verbose for the stack)');
-  process.exitCode = 1;
+  // One line saying what went wrong, one saying what to do; the stack only with --verbose.
+  process.stderr.write(formatError(err, process.argv.includes('--verbose')));
+  process.exitCode = exitCodeOf(err);
 });

@@ -4,6 +4,8 @@ import os from 'node:os';
 import { backendName, nativeAvailable, randn, Rng, matmul, noGrad } from '../engine/index.js';
 import { cpuFeatures, getNumThreads } from '../engine/backend/native.js';
 import { registerInfoCommand } from './info.js';
+import { registerDataCommand } from './data.js';
+import { registerTrainCommand } from './train.js';
 
 function engineInfo(): Record<string, unknown> {
   const native = nativeAvailable();
@@ -68,6 +70,8 @@ export async function main(argv: string[]): Promise<void> {
     });
 
   registerInfoCommand(program);
+  registerDataCommand(program);
+  registerTrainCommand(program);
 
   await program.parseAsync(argv);
 }
