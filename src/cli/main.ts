@@ -1,4 +1,5 @@
 /** The `vss` command line. Each subcommand parses into a typed object and calls into the library. */
+import { registerPlotCommand } from './plot.js';
 import { Command } from 'commander';
 import os from 'node:os';
 import { backendName, nativeAvailable, randn, Rng, matmul, noGrad } from '../engine/index.js';
@@ -72,6 +73,7 @@ export async function main(argv: string[]): Promise<void> {
   registerInfoCommand(program);
   registerDataCommand(program);
   registerTrainCommand(program);
+  registerPlotCommand(program);
 
   await program.parseAsync(argv);
 }
