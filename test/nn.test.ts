@@ -232,3 +232,21 @@ test('zeroGrad clears gradients; requiresGrad_ freezes without dropping paramete
   assert.equal(model.parameters().length, 2);
   assert.equal(model.numParameters(true), 0);
 });
+
+test('withoutInit builds shape-only parameters that loadStateDict fills (and counts without allocating)', async () => {
+  const nn = await import('../src/nn/index.js');
+  const { tensor, zeros } = await import('../src/engine/index.js');
+  const m = nn.withoutInit(() => new nn.Sequential(new nn.Linear(3, 2), new nn.Linear(2, 1)));
+  assert.equal(m.numParameters(), 3 * 2 + 2 + 2 + 1);
+  assert.ok(m.parameters().every((p) => nn.isPlaceholder(p)));
+  const sd = new Map([
+    ['0.weight', tensor([[1, 0, 0], [0, 1, 0]])], ['0.bias', zeros([2])],
+    ['1.weight', tensor([[1, 1]]).half()], ['1.bias', tensor([0.5])],
+  ]);
+  assert.throws(() => m.loadStateDict(new Map([...sd].slice(0, 3)), { strict: false }), /built without values .*1\.bias/);
+  m.loadStateDict(sd, { keepDtype: true });
+  assert.ok(!m.parameters().some((p) => nn.isPlaceholder(p)));
+  assert.deepEqual((m.forward(tensor([[2, 3, 4]])) as any).toArray(), [[5.5]]);
+  assert.equal(m.stateDict().get('1.weight')!.dtype, 'f16');
+  assert.equal(m.stateDict().get('0.weight')!.requiresGrad, true);
+});

@@ -7,3 +7,4 @@ export type { Conv2dOptions, Activation } from './layers.js';
 export { Attention } from './attention.js';
 export type { AttentionConfig, AttentionCallOptions } from './attention.js';
 export * as init from './init.js';
+export { withoutInit, isPlaceholder } from './init.js';

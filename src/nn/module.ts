@@ -11,6 +11,7 @@
  *     `name.1`, … (ModuleList and Sequential name their children by index alone).
  * The dotted names match the official PyTorch checkpoints, so `loadStateDict` takes their safetensors as is.
  */
+import { isPlaceholder } from './init.js';
 import { Tensor, fromTypedArray } from '../engine/index.js';
 import { denseElements, f32Storage, fmtShape, isDense, numelOf, readF32, sameShape, type Storage } from './storage.js';
 
@@ -207,12 +208,21 @@ export class Module {
       throw new Error(`loadStateDict: ${parts.join('; ')}`);
     }
 
+    const unloaded = missing.filter((k) => isPlaceholder(slotTensor(slots.get(k)!)));
+    if (unloaded.length) {
+      throw new Error(`loadStateDict: ${unloaded.length} parameter${unloaded.length > 1 ? 's were' : ' was'} built without values (withoutInit) and not in the state dict: ${unloaded.join(', ')}`);
+    }
     for (const [name, slot] of slots) {
       const src = source.get(name);
       if (!src) continue;
       const dst = slotTensor(slot);
-      const adopt = keepDtype && (src.dtype === 'f16' || src.dtype === 'bf16') && dst.dtype !== src.dtype;
-      if (adopt) setSlot(slot, cloneTensor(src));
+      const half = src.dtype === 'f16' || src.dtype === 'bf16';
+      if (isPlaceholder(dst)) {
+        // Take the loaded tensor's place instead of copying into storage that was never allocated.
+        const value = (keepDtype && half) || src.dtype === dst.dtype ? cloneTensor(src) : src.to(dst.dtype).detach();
+        if (dst.requiresGrad && value.dtype === 'f32') value.requiresGrad_(true);
+        setSlot(slot, value);
+      } else if (keepDtype && half && dst.dtype !== src.dtype) setSlot(slot, cloneTensor(src));
       else copyValues(dst, src, name);
     }
     return { missing, unexpected };
