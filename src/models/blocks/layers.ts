@@ -2,8 +2,8 @@
  * Layer construction for the diffusion models, real or shape-only.
  *
  * Every block builds its layers through a `Ctx` instead of calling `new Linear(...)` directly. A normal Ctx
- * makes ordinary initialised layers. A `meta` Ctx makes the same modules with *shape-only* weights: tensors
- * whose every stride is 0 over one stored element, so a 860 M-parameter U-Net costs a few kB. The module tree,
+ * makes ordinary initialised layers. A `meta` Ctx makes the same modules under nn's `withoutInit`, so their
+ * weights are *shape-only* placeholders with no storage: a 860 M-parameter U-Net costs a few kB. The module tree,
  * the state-dict names and the shapes are exactly those of the real model because the same construction code
  * ran; only the storage is missing. That gives:
  *   - exact parameter counts of real configs without allocating them (`numParameters()` reads shapes), and
@@ -13,21 +13,16 @@
  */
 import { Tensor, type Rng } from '../../engine/index.js';
 import {
-  Attention, Conv2d, Dropout, Embedding, GroupNorm, LayerNorm, Linear, type AttentionConfig, type Module,
+  Attention, Conv2d, Dropout, Embedding, GroupNorm, LayerNorm, Linear, isPlaceholder, withoutInit,
+  type AttentionConfig, type Module,
 } from '../../nn/index.js';
 
-const metaTensors = new WeakSet<Tensor>();
-
-/** A tensor with a shape and no storage to speak of (stride 0 everywhere). Never compute with it. */
+/** A tensor with a shape and no storage (nn's withoutInit placeholder). Never compute with it. */
 export function shapeOnly(shape: readonly number[]): Tensor {
-  const t = new Tensor(new Float32Array(1), shape, 'f32', shape.map(() => 0));
-  metaTensors.add(t);
-  return t;
+  return new Tensor(new Float32Array(0), shape, 'f32');
 }
 
-export function isShapeOnly(t: Tensor): boolean {
-  return metaTensors.has(t);
-}
+export const isShapeOnly = (t: Tensor): boolean => isPlaceholder(t);
 
 /** True when any parameter of the module is still shape-only. */
 export function hasShapeOnly(m: Module): boolean {
@@ -52,23 +47,20 @@ export class Ctx {
     this.rng = opts.rng;
   }
 
+  /** Run a layer constructor: as is, or (meta) with shape-only weights. */
+  private build<T>(make: () => T): T {
+    return this.meta ? withoutInit(make) : make();
+  }
+
   /** y = x Wᵀ + b, W [out, in]. */
   linear(inF: number, outF: number, bias = true): Linear {
-    if (!this.meta) return new Linear(inF, outF, { bias, rng: this.rng });
-    const l = new Linear(1, 1, { bias });
-    return Object.assign(l, {
-      inFeatures: inF, outFeatures: outF, weight: shapeOnly([outF, inF]), bias: bias ? shapeOnly([outF]) : null,
-    });
+    return this.build(() => new Linear(inF, outF, { bias, rng: this.rng }));
   }
 
   /** NCHW convolution, W [out, in, k, k]. */
   conv(inC: number, outC: number, k: number, opts: { stride?: Pair; padding?: Pair; bias?: boolean } = {}): Conv2d {
     const bias = opts.bias ?? true;
-    if (!this.meta) return new Conv2d(inC, outC, k, { ...opts, bias, rng: this.rng });
-    const c = new Conv2d(1, 1, 1, { ...opts, bias });
-    return Object.assign(c, {
-      inChannels: inC, outChannels: outC, weight: shapeOnly([outC, inC, k, k]), bias: bias ? shapeOnly([outC]) : null,
-    });
+    return this.build(() => new Conv2d(inC, outC, k, { ...opts, bias, rng: this.rng }));
   }
 
   // Norms allocate one float per channel, so they are built for real even in meta mode.
@@ -81,8 +73,7 @@ export class Ctx {
   }
 
   embedding(num: number, dim: number): Embedding {
-    if (!this.meta) return new Embedding(num, dim, { rng: this.rng });
-    return Object.assign(new Embedding(1, 1), { numEmbeddings: num, embeddingDim: dim, weight: shapeOnly([num, dim]) });
+    return this.build(() => new Embedding(num, dim, { rng: this.rng }));
   }
 
   dropout(p: number): Dropout {
