@@ -7,6 +7,8 @@ import { cpuFeatures, getNumThreads } from '../engine/backend/native.js';
 import { registerInfoCommand } from './info.js';
 import { registerDataCommand } from './data.js';
 import { registerTrainCommand } from './train.js';
+import { registerVitCommands } from './vit.js';
+import { registerGenerateCommand } from './generate.js';
 
 function engineInfo(): Record<string, unknown> {
   const native = nativeAvailable();
@@ -73,7 +75,9 @@ export async function main(argv: string[]): Promise<void> {
   registerInfoCommand(program);
   registerDataCommand(program);
   registerTrainCommand(program);
+  registerVitCommands(program);
   registerPlotCommand(program);
+  registerGenerateCommand(program);
 
   await program.parseAsync(argv);
 }
