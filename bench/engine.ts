@@ -1,0 +1,343 @@
+/**
+ * `npm run bench:engine` — the VSS kernels against OpenBLAS (sgemm) and PyTorch (the rest).
+ *
+ *   node dist/bench/engine.js [--quick] [--only gemm,conv,attn,norm,dispatch] [--threads 1,2]
+ *                             [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]
+ *
+ * Prints one Markdown table row per (work, thread count) as it completes: VSS median time and rate,
+ * the peer's, and ratio = VSS speed / peer speed (> 1: VSS is faster). See bench/README.md.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { allCases, GROUPS, type Case, type Group } from './cases.js';
+import {
+  checkTorch, cpuInfo, prepareOpenBlas, runOpenBlas, TorchPeer, type PeerResult,
+} from './lib/peers.js';
+import { foreignCores, snapshot } from './lib/cpu.js';
+import { formatTime, spread, timeIt, type TimeOptions, type Timing } from './lib/timing.js';
+import { loadApi, loadVss, type EngineApi } from './lib/vss.js';
+
+interface Args {
+  quick: boolean;
+  only: Set<Group>;
+  threads: number[];
+  backend: 'native' | 'js' | null;
+  simd: 'avx512' | 'avx2' | 'portable' | null;
+  json: string | null;
+}
+
+const USAGE = 'usage: node dist/bench/engine.js [--quick] [--only gemm|conv|attn|norm|dispatch[,...]] '
+  + '[--threads 1,2] [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]';
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, only: new Set(GROUPS), threads: [1, 2], backend: null, simd: null, json: null };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
+      return v;
+    };
+    switch (flag) {
+      case '--quick': a.quick = true; break;
+      case '--only': {
+        const groups = value().split(',').map((s) => s.trim()).filter(Boolean);
+        for (const g of groups) if (!(GROUPS as readonly string[]).includes(g)) throw new Error(`unknown group '${g}'\n${USAGE}`);
+        a.only = new Set(groups as Group[]);
+        break;
+      }
+      case '--threads': {
+        a.threads = value().split(',').map((s) => Number(s.trim()));
+        if (a.threads.some((t) => !Number.isInteger(t) || t < 1)) throw new Error(`bad --threads\n${USAGE}`);
+        break;
+      }
+      case '--backend': {
+        const b = value();
+        if (b !== 'native' && b !== 'js') throw new Error(`--backend must be native or js\n${USAGE}`);
+        a.backend = b;
+        break;
+      }
+      case '--simd': {
+        const v = value();
+        if (v !== 'avx512' && v !== 'avx2' && v !== 'portable') throw new Error(`--simd must be avx512, avx2 or portable\n${USAGE}`);
+        a.simd = v;
+        break;
+      }
+      case '--json': a.json = value(); break;
+      case '-h': case '--help': console.log(USAGE); process.exit(0); break;
+      default: throw new Error(`unknown argument '${arg}'\n${USAGE}`);
+    }
+  }
+  return a;
+}
+
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'bench', 'peers'))) return dir;
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}
+
+interface Side extends Timing {
+  rate: number | null;
+}
+
+interface Row {
+  id: string;
+  group: Group;
+  label: string;
+  threads: number;
+  unit: string;
+  flops: number | null;
+  bytes: number | null;
+  vss: (Side & { check_rel_err: number | null }) | null;
+  vss_error: string | null;
+  peer_name: string | null;
+  peer: (Side & { max_rss_mib?: number }) | null;
+  peer_error: string | null;
+  /** VSS speed / peer speed = peer median / VSS median */
+  ratio: number | null;
+  load1: number;
+  /** average number of cores other processes used while the row ran (null: unknown) */
+  other_cores: number | null;
+}
+
+const CHECK_LIMIT = 1e-3;
+
+function rateOf(c: Case, t: Timing): number | null {
+  if (c.flops) return c.flops / t.median_s / 1e9;
+  if (c.bytes) return c.bytes / t.median_s / 1e9;
+  return null;
+}
+
+function unitOf(c: Case): string {
+  return c.flops ? 'GFLOPS' : c.bytes ? 'GB/s' : '';
+}
+
+const pct = (x: number): string => `±${(x * 100).toFixed(x < 0.095 ? 1 : 0)}%`;
+
+const COLS: Array<[string, number, 'l' | 'r']> = [
+  ['work', 46, 'l'], ['thr', 3, 'r'], ['VSS time', 9, 'r'], ['VSS rate', 13, 'r'], ['VSS ±', 6, 'r'],
+  ['peer', 8, 'l'], ['peer time', 9, 'r'], ['peer rate', 13, 'r'], ['peer ±', 6, 'r'], ['ratio', 6, 'r'],
+  ['load', 4, 'r'], ['other', 5, 'r'],
+];
+
+function tableLine(cells: string[]): string {
+  return `| ${cells.map((c, i) => (COLS[i]![2] === 'l' ? c.padEnd(COLS[i]![1]) : c.padStart(COLS[i]![1]))).join(' | ')} |`;
+}
+
+function fmtRate(r: number | null, unit: string): string {
+  if (r === null) return '-';
+  return `${r >= 100 ? r.toFixed(0) : r.toFixed(1)} ${unit}`;
+}
+
+function rowLine(r: Row): string {
+  const v = r.vss, p = r.peer;
+  const bad = v?.check_rel_err != null && !(v.check_rel_err <= CHECK_LIMIT) ? ' (WRONG)' : '';
+  return tableLine([
+    r.label + bad,
+    String(r.threads),
+    v ? formatTime(v.median_s) : r.vss_error ? 'error' : '-',
+    v ? fmtRate(v.rate, r.unit) : '-',
+    v ? pct(spread(v)) : '-',
+    r.peer_name ?? '-',
+    p ? formatTime(p.median_s) : r.peer_error ? 'error' : '-',
+    p ? fmtRate(p.rate, r.unit) : '-',
+    p ? pct(spread(p)) : '-',
+    r.ratio === null ? '-' : r.ratio.toFixed(2),
+    r.load1.toFixed(2),
+    r.other_cores === null ? '-' : r.other_cores.toFixed(2),
+  ]);
+}
+
+function shortErr(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 300);
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const root = repoRoot();
+  const cpu = cpuInfo();
+  const cases = allCases().filter((c) => args.only.has(c.group) && (!args.quick || c.quick));
+  // budget: a VSS call slow enough (the JS backend) to need more than this many seconds for its reps gets fewer
+  const base: TimeOptions = args.quick
+    ? { reps: 3, minTime: 0.2, warmup: 1, budget: 8 }
+    : { reps: 5, minTime: 0.6, warmup: 1, budget: 30 };
+  const notes: string[] = [];
+  const note = (s: string): void => { notes.push(s); console.log(`note: ${s}`); };
+
+  // ---- VSS
+  const { vss, error: vssError } = await loadVss();
+  if (!vss) note(`VSS columns skipped: ${vssError}`);
+  if (vss && args.backend) {
+    try { vss.backend.setBackend(args.backend); } catch (e) { note(`--backend ${args.backend}: ${shortErr(e)}`); }
+  }
+  if (vss && args.simd) {
+    if (!vss.native?.setSimdPath?.(args.simd)) note(`--simd ${args.simd}: not available on this CPU/build`);
+  }
+  const simd = vss && vss.backend.K.name === 'native' ? vss.native?.cpuFeatures?.() ?? null : null;
+  if (vss && vss.backend.K.name !== 'native') note(`VSS backend is '${vss.backend.K.name}' (the native addon is not in use)`);
+  if (vss?.nativeError) note(`thread count cannot be set (${vss.nativeError}); VSS rows run only for threads=1`);
+  let api: EngineApi | null = null;
+  if (vss && cases.some((c) => c.group === 'dispatch')) {
+    const r = await loadApi();
+    api = r.api;
+    if (r.error) note(`public-API dispatch row skipped: ${r.error}`);
+  }
+
+  // ---- peers
+  let blasBin: string | null = null;
+  if (cases.some((c) => c.peer?.kind === 'openblas')) {
+    const p = prepareOpenBlas(root);
+    if (p.ok) blasBin = p.bin;
+    else note(`OpenBLAS peer skipped: ${p.why}`);
+  }
+  let torchOk = false;
+  if (cases.some((c) => c.peer?.kind === 'torch')) {
+    const why = checkTorch(root);
+    torchOk = why === null;
+    if (why) note(`PyTorch peer skipped: ${why}`);
+  }
+
+  const startLoad = loadavg();
+  const started = new Date();
+  console.log(`# VSS engine benchmark — ${started.toString()}`);
+  console.log(`cpu: ${cpu.model} (${cpus().length} logical CPUs, ${cpu.avx512 ? 'AVX-512' : cpu.flags.includes('avx2') ? 'AVX2, no AVX-512' : 'no AVX2'}); `
+    + `node ${process.version}; VSS backend: ${vss ? vss.backend.K.name : 'n/a'}${simd ? ` (${simd})` : ''}; mode: ${args.quick ? 'quick' : 'full'}`);
+  console.log(`load average at start: ${startLoad.map((x) => x.toFixed(2)).join(' ')}`);
+  console.log('ratio = VSS speed / peer speed (peer median time / VSS median time); ± = half the p10–p90 range over the median (min–max for ≤ 10 samples); load = 1-min load average after the row (it counts the bench\'s own threads); other = cores other processes used during the row\n');
+  console.log(tableLine(COLS.map((c) => c[0])));
+  console.log(`|${COLS.map((c) => (c[2] === 'r' ? `${'-'.repeat(c[1] + 1)}:` : `:${'-'.repeat(c[1] + 1)}`)).join('|')}|`);
+
+  const rows: Row[] = [];
+  const peerInfo: Record<string, unknown> = {};
+  for (const threads of args.threads) {
+    let vssThreadsOk = false;
+    if (vss && !vss.nativeError) {
+      try {
+        vss.native!.setNumThreads!(threads);
+        const got = vss.native!.getNumThreads?.() ?? threads;
+        if (got !== threads && vss.backend.K.name === 'native') note(`setNumThreads(${threads}) left ${got} threads`);
+        vssThreadsOk = got === threads || vss.backend.K.name !== 'native';
+      } catch (e) {
+        note(`setNumThreads(${threads}): ${shortErr(e)}`);
+      }
+    } else if (vss && threads === 1) {
+      vssThreadsOk = true; // best effort: whatever the backend does by default, labelled 1
+    }
+    let torch: TorchPeer | null = null;
+    if (torchOk && cases.some((c) => c.peer?.kind === 'torch' && (c.onlyThreads ?? threads) === threads)) {
+      torch = new TorchPeer(root, threads, cpu);
+      try {
+        const h = await torch.header;
+        peerInfo[`torch_${threads}`] = h;
+      } catch (e) {
+        note(`PyTorch peer (threads=${threads}) failed to start: ${shortErr(e)}`);
+        torch = null;
+      }
+    }
+    for (const c of cases) {
+      if (c.onlyThreads !== undefined && c.onlyThreads !== threads) continue;
+      const opts: TimeOptions = { ...base, ...c.timing };
+      const row: Row = {
+        id: c.id, group: c.group, label: c.label, threads, unit: unitOf(c),
+        flops: c.flops ?? null, bytes: c.bytes ?? null,
+        vss: null, vss_error: null, peer_name: null, peer: null, peer_error: null, ratio: null, load1: 0,
+        other_cores: null,
+      };
+      const pids = torch?.pid !== undefined ? [torch.pid] : [];
+      const before = snapshot(pids);
+      // VSS
+      if (vss && vssThreadsOk) {
+        try {
+          const prepared = c.vss({ K: vss.backend.K, api });
+          const t = timeIt(prepared.run, opts);
+          const err = prepared.check ? prepared.check() : null;
+          row.vss = { ...t, rate: rateOf(c, t), check_rel_err: err };
+        } catch (e) {
+          row.vss_error = shortErr(e);
+        }
+      } else if (vss) {
+        row.vss_error = 'thread count not settable';
+      }
+      // peer
+      if (c.peer) {
+        let r: PeerResult | null = null;
+        try {
+          if (c.peer.kind === 'openblas' && blasBin) {
+            row.peer_name = 'OpenBLAS';
+            const o = runOpenBlas(blasBin, c.peer.arg, threads, cpu, opts);
+            peerInfo[`openblas_${threads}`] = { core: o.core, threads: o.threads };
+            r = o.result;
+          } else if (c.peer.kind === 'torch' && torch) {
+            row.peer_name = 'PyTorch';
+            r = await torch.run({ id: c.id, ...c.peer.spec, reps: opts.reps, min_time: opts.minTime, warmup: opts.warmup });
+          }
+        } catch (e) {
+          row.peer_error = shortErr(e);
+        }
+        if (r) {
+          row.peer = {
+            reps: r.reps, median_s: r.median_s, min_s: r.min_s, max_s: r.max_s,
+            p10_s: r.p10_s ?? r.min_s, p90_s: r.p90_s ?? r.max_s, rate: rateOf(c, r),
+          };
+          if (r.max_rss_mib !== undefined) row.peer.max_rss_mib = r.max_rss_mib;
+        }
+      }
+      if (row.vss && row.peer) row.ratio = row.peer.median_s / row.vss.median_s;
+      row.load1 = loadavg()[0]!;
+      row.other_cores = foreignCores(before, snapshot(pids));
+      rows.push(row);
+      console.log(rowLine(row));
+      if (row.vss_error) console.log(`    VSS error: ${row.vss_error}`);
+      if (row.peer_error) console.log(`    peer error: ${row.peer_error}`);
+      if (row.vss?.check_rel_err != null && !(row.vss.check_rel_err <= CHECK_LIMIT)) {
+        console.log(`    VSS spot check failed: relative error ${row.vss.check_rel_err.toExponential(2)}`);
+      }
+    }
+    torch?.close();
+  }
+
+  const endLoad = loadavg();
+  console.log(`\nload average at end: ${endLoad.map((x) => x.toFixed(2)).join(' ')}`);
+  const blasCores = Object.entries(peerInfo).filter(([k]) => k.startsWith('openblas')).map(([, v]) => (v as { core: string }).core);
+  if (blasCores.length) console.log(`OpenBLAS core: ${[...new Set(blasCores)].join(', ')}${cpu.avx512 ? ' (OPENBLAS_CORETYPE=SkylakeX set: AVX-512 CPU)' : ''}`);
+  const withRatio = rows.filter((r) => r.ratio !== null);
+  const lowRatio = withRatio.filter((r) => r.ratio! < 0.5).sort((a, b) => a.ratio! - b.ratio!);
+  if (lowRatio.length) {
+    console.log(`${lowRatio.length} of ${withRatio.length} rows below half the peer's speed; lowest: `
+      + lowRatio.slice(0, 6).map((r) => `${r.label} (t${r.threads}) ${r.ratio!.toFixed(2)}`).join('; '));
+  }
+  if (args.json) {
+    const out = {
+      date: started.toISOString(),
+      cpu: { model: cpu.model, logical_cpus: cpus().length, avx512: cpu.avx512 },
+      node: process.version,
+      backend: vss ? vss.backend.K.name : null,
+      simd,
+      mode: args.quick ? 'quick' : 'full',
+      threads: args.threads,
+      argv: process.argv.slice(2),
+      load_start: startLoad,
+      load_end: endLoad,
+      peers: peerInfo,
+      notes,
+      rows,
+    };
+    writeFileSync(resolve(args.json), JSON.stringify(out, null, 2) + '\n');
+    console.log(`wrote ${resolve(args.json)}`);
+  }
+}
+
+main().then(
+  () => process.exit(0), // the native thread pool may keep the event loop alive
+  (e: unknown) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  },
+);
