@@ -11,7 +11,7 @@ import type { BinaryOp, F32, Half, Kernels, UnaryOp, WeightDtype } from '../src/
 import { BINARY_OPS, UNARY_OPS, convOutSize } from '../src/engine/backend/kernels.js';
 import { jsKernels } from '../src/engine/backend/js/index.js';
 import {
-  cpuFeatures, getNumThreads, loadNativeKernels, setNumThreads, setSimdPath, supportedSimdPaths,
+  cpuFeatures, getNumThreads, loadNativeKernels, nativeExtras, setNumThreads, setSimdPath, supportedSimdPaths,
 } from '../src/engine/backend/native.js';
 
 // smallInJs: false so even tiny problems run the C++ code under test
@@ -97,6 +97,10 @@ const CONV_CASES: ConvCase[] = [
   { N: 1, C: 4, H: 5, W: 6, O: 8, kh: 5, kw: 4, sh: 1, sw: 1, ph: 3, pw: 2, dh: 1, dw: 1, g: 2 },     // big kernel
   { N: 3, C: 2, H: 7, W: 7, O: 3, kh: 4, kw: 4, sh: 3, sw: 2, ph: 0, pw: 1, dh: 1, dw: 1, g: 1 },     // uneven stride
   { N: 1, C: 33, H: 6, W: 5, O: 17, kh: 3, kw: 3, sh: 1, sw: 1, ph: 0, pw: 0, dh: 1, dw: 1, g: 1 },   // no padding
+  // large planes (≥ 4 column chunks): prepacked weights + per-chunk im2col; odd widths split panels over rows
+  { N: 1, C: 5, H: 30, W: 29, O: 7, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
+  { N: 2, C: 4, H: 33, W: 40, O: 14, kh: 3, kw: 3, sh: 1, sw: 1, ph: 2, pw: 1, dh: 2, dw: 1, g: 2 },
+  { N: 1, C: 3, H: 9, W: 700, O: 8, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },    // rows > a chunk
 ];
 function convDims(c: ConvCase) {
   const OH = convOutSize(c.H, c.kh, c.sh, c.ph, c.dh), OW = convOutSize(c.W, c.kw, c.sw, c.pw, c.dw);
@@ -260,6 +264,15 @@ function crossCheck(path: string): void {
         ref.groupNormBackward(x, w, outs[1][1], outs[1][2], gy, N, C, HW, G, gr[1][0], affine ? gr[1][1] : null, affine ? gr[1][2] : null);
         for (let t = 0; t < 3; t++) check(gr[0][t], gr[1][t], `groupNormBackward ${[N, C, HW, G]} [${t}]`);
       }
+      // fused group norm + SiLU: the same bits as groupNorm then the SiLU kernel
+      const x = randn(N * C * HW, 3), w = randn(C), b = randn(C);
+      const plain = new Float32Array(N * C * HW), ref1 = new Float32Array(N * C * HW), fused = new Float32Array(N * C * HW);
+      const st = [0, 1, 2, 3].map(() => new Float32Array(N * G));
+      nk.groupNorm(x, w, b, N, C, HW, G, 1e-5, plain, st[0], st[1]);
+      nk.unary('silu', plain, ref1, 0, 0);
+      assert.equal(nativeExtras(nk)!.groupNormAct(x, w, b, N, C, HW, G, 1e-5, 'silu', fused, st[2], st[3]), true);
+      sameBits(fused, ref1, `groupNorm+silu ${[N, C, HW, G]}`);
+      sameBits(st[2], st[0], `groupNorm+silu mean ${[N, C, HW, G]}`);
     }
   });
 
@@ -483,6 +496,12 @@ function determinism(path: string): void {
       const gx2 = new Float32Array(2 * 16 * 25 * 25);  // strided: col2im path
       nk.conv2dBackwardInput(randn(2 * 24 * 13 * 13), w, 'f32', 2, 16, 25, 25, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, gx2);
       out.push(y, gx, gw, gx2);
+      // large plane, N = 1: pixel chunks split over threads
+      const xb = randn(6 * 37 * 41), wbig = randn(10 * 6 * 9), gyb = randn(10 * 37 * 41);
+      const yb = new Float32Array(10 * 37 * 41), gxb = new Float32Array(xb.length);
+      nk.conv2d(xb, wbig, 'f32', randn(10), 1, 6, 37, 41, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, yb);
+      nk.conv2dBackwardInput(gyb, wbig, 'f32', 1, 6, 37, 41, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, gxb);
+      out.push(yb, gxb);
       // attention fwd / bwd
       const a = { B: 2, H: 2, L: 150, D: 24 };
       const n = a.B * a.H * a.L * a.D;
@@ -569,5 +588,30 @@ describe('native kernels', { skip }, () => {
     dflt.unary('gelu', x.subarray(0, 16), y1, 0, 0);
     nk.unary('gelu', x.subarray(0, 16), y2, 0, 0);
     check(y1, y2, 'tiny gelu: JS fallback vs C++');
+  });
+});
+
+describe('fused ops on the native backend', { skip }, () => {
+  test('interpolate: nearest ×2 fast path and the fallback give the JS kernel\'s values', () => {
+    for (const [P, H, W, OH, OW, mode] of [[3, 5, 7, 10, 14, 'nearest'], [2, 4, 4, 8, 8, 'nearest'], [2, 5, 6, 7, 9, 'nearest'],
+      [1, 4, 5, 8, 10, 'bilinear']] as [number, number, number, number, number, 'nearest' | 'bilinear'][]) {
+      const x = randn(P * H * W), a = new Float32Array(P * OH * OW).fill(NaN), b = new Float32Array(P * OH * OW);
+      nk.interpolate(x, P, H, W, OH, OW, mode, false, a);
+      ref.interpolate(x, P, H, W, OH, OW, mode, false, b);
+      sameBits(a, b, `interpolate ${[P, H, W, OH, OW, mode]}`);
+    }
+  });
+  test("groupNorm(..., { act: 'silu' }) equals silu(groupNorm(...)), fused without grad, composed with grad", async () => {
+    const E = await import('../src/engine/index.js');
+    const x = E.randn([2, 8, 9, 11], { rng: new E.Rng(5) });
+    const w = E.randn([8], { rng: new E.Rng(6) }), b = E.randn([8], { rng: new E.Rng(7) });
+    const ref2 = E.groupNorm(x, 4, w, b, 1e-6).silu().toFloat32Array();
+    const fused = E.noGrad(() => E.groupNorm(x, 4, w, b, 1e-6, { act: 'silu' })).toFloat32Array();
+    sameBits(fused, ref2, 'fused forward');
+    const xg = x.detach().requiresGrad_();
+    const y = E.groupNorm(xg, 4, w, b, 1e-6, { act: 'silu' });
+    sameBits(y.toFloat32Array(), ref2, 'with grad');
+    y.sum().backward();
+    assert.ok(xg.grad && xg.grad.shape.join() === x.shape.join());
   });
 });

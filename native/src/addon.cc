@@ -729,7 +729,7 @@ bool gn_sizes(Args& a, int64_t N, int64_t C, int64_t HW, int64_t G) {
   return true;
 }
 
-// groupNorm(x, w|null, b|null, N, C, HW, G, eps, out, mean, rstd)
+// groupNorm(x, w|null, b|null, N, C, HW, G, eps, out, mean, rstd[, act])
 napi_value GroupNorm(napi_env env, napi_callback_info info) {
   Args a(env, info);
   size_t lx = 0, lw = 0, lb = 0, lo = 0, lm = 0, lr = 0;
@@ -747,7 +747,10 @@ napi_value GroupNorm(napi_env env, napi_callback_info info) {
       (w && !a.need(lw, (double)C, "groupNorm: w too short")) || (b && !a.need(lb, (double)C, "groupNorm: b too short")) ||
       !a.need(lm, (double)N * G, "groupNorm: mean too short") || !a.need(lr, (double)N * G, "groupNorm: rstd too short"))
     return nullptr;
-  return guarded(env, [&] { g_table->group_norm(x, w, b, N, C, HW, G, eps, out, mean, rstd); });
+  const int64_t act = a.is_null(11) ? 0 : a.i64(11);  // optional: 1 = SiLU after the affine
+  if (a.failed) return nullptr;
+  if (act < 0 || act > 1) { a.fail("groupNorm: bad activation", true); return nullptr; }
+  return guarded(env, [&] { g_table->group_norm(x, w, b, N, C, HW, G, eps, out, mean, rstd, (int)act); });
 }
 
 // groupNormBackward(x, w|null, mean, rstd, gy, N, C, HW, G, gx, gw|null, gb|null)

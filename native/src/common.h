@@ -89,8 +89,9 @@ struct KernelTable {
                      float* out, float* mean, float* rstd);
   void (*layer_norm_bwd)(const float* x, const float* w, const float* mean, const float* rstd, const float* gy,
                          int64_t rows, int64_t cols, float* gx, float* gw, float* gb);
+  // act: 0 none, 1 SiLU applied to the normalised output in the same pass (ResNet blocks' norm → act)
   void (*group_norm)(const float* x, const float* w, const float* b, int64_t N, int64_t C, int64_t HW,
-                     int64_t G, float eps, float* out, float* mean, float* rstd);
+                     int64_t G, float eps, float* out, float* mean, float* rstd, int act);
   void (*group_norm_bwd)(const float* x, const float* w, const float* mean, const float* rstd, const float* gy,
                          int64_t N, int64_t C, int64_t HW, int64_t G, float* gx, float* gw, float* gb);
   // Dense f32 gather from a strided (coalesced) view; src is f32 or 16-bit per dt.

@@ -25,10 +25,22 @@ struct Im2colPacker final : Packer {
       jj += len;
     }
     const int64_t khw = g.kh * g.kw;
+    // A whole panel inside one output row with stride 1: each k row is NR consecutive input floats
+    // (vector copies) unless it touches the padding.
+    const bool one_run = nseg == 1 && nj == NR && g.sw == 1;
+    // (c, ki, kj) of k0, then stepped per k: no divisions in the inner loop
+    int64_t c = k0 / khw, ki = (k0 % khw) / g.kw, kj = k0 % g.kw;
     for (int64_t k = 0; k < kc; k++) {
-      const int64_t kk = k0 + k, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
       const float* xc = x + c * g.H * g.W;
       float* d = dst + k * NR;
+      if (one_run) {
+        const int64_t ih = seg_oh[0] * g.sh - g.ph + ki * g.dh, iw0 = seg_ow[0] - g.pw + kj * g.dw;
+        if (ih >= 0 && ih < g.H && iw0 >= 0 && iw0 + NR <= g.W) {
+          const float* src = xc + ih * g.W + iw0;
+          for (int t = 0; t < NR; t += W) vstore(d + t, vload(src + t));
+          goto next;
+        }
+      }
       for (int jj = nj; jj < NR; jj++) d[jj] = 0.0f;
       for (int s = 0; s < nseg; s++) {
         float* ds = d + seg_j[s];
@@ -50,6 +62,56 @@ struct Im2colPacker final : Packer {
           }
         }
       }
+    next:
+      if (++kj == g.kw) { kj = 0; if (++ki == g.kh) { ki = 0; c++; } }
+    }
+  }
+};
+
+// Stride-1 im2col of a chunk of columns: per k, the chunk's pixels form a few contiguous runs of one
+// input row each, copied in memory order into an L1 row buffer, then split into the NR-wide panels.
+// (Panel by panel, the reads would hop between channel planes and defeat the prefetchers.)
+constexpr int64_t kIm2colRow = 512;
+struct Im2colChunkPacker final : Packer {
+  const Im2colPacker* base;
+  void pack(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const override { base->pack(j0, nj, k0, kc, dst); }
+  void pack_many(int64_t j0, int64_t n, int64_t k0, int64_t kc, float* dst, int R) const override {
+    const ConvGeom& g = base->g;
+    if (g.sw != 1 || n > kIm2colRow || R != NR) { Packer::pack_many(j0, n, k0, kc, dst, R); return; }
+    int64_t seg_oh[kIm2colRow], seg_ow[kIm2colRow];
+    int seg_j[kIm2colRow], seg_len[kIm2colRow], nseg = 0;
+    for (int64_t jj = 0; jj < n;) {
+      const int64_t p = j0 + jj, oh = p / g.OW, ow = p % g.OW;
+      const int len = (int)imin<int64_t>(n - jj, g.OW - ow);
+      seg_oh[nseg] = oh; seg_ow[nseg] = ow; seg_j[nseg] = (int)jj; seg_len[nseg] = len; nseg++;
+      jj += len;
+    }
+    const int64_t np = ceil_div(n, (int64_t)NR);
+    alignas(64) float row[kIm2colRow + NR];
+    for (int64_t t = n; t < np * NR; t++) row[t] = 0.0f;
+    const int64_t khw = g.kh * g.kw;
+    int64_t c = k0 / khw, ki = (k0 % khw) / g.kw, kj = k0 % g.kw;
+    for (int64_t k = 0; k < kc; k++) {
+      const float* xc = base->x + c * g.H * g.W;
+      for (int s = 0; s < nseg; s++) {
+        float* ds = row + seg_j[s];
+        const int len = seg_len[s];
+        const int64_t ih = seg_oh[s] * g.sh - g.ph + ki * g.dh;
+        if (ih < 0 || ih >= g.H) { for (int t = 0; t < len; t++) ds[t] = 0.0f; continue; }
+        const float* src = xc + ih * g.W;
+        const int64_t iw0 = seg_ow[s] - g.pw + kj * g.dw;
+        const int lo = (int)imin<int64_t>(len, imax<int64_t>(0, -iw0));
+        const int hi = (int)imax<int64_t>(lo, imin<int64_t>(len, g.W - iw0));
+        for (int t = 0; t < lo; t++) ds[t] = 0.0f;
+        int t = lo;
+        for (; t + W <= hi; t += W) vstore(ds + t, vload(src + iw0 + t));
+        for (; t < hi; t++) ds[t] = src[iw0 + t];
+        for (t = hi; t < len; t++) ds[t] = 0.0f;
+      }
+      float* d = dst + k * NR;
+      for (int64_t p = 0; p < np; p++)
+        for (int t = 0; t < NR; t += W) vstore(d + p * kc * NR + t, vload(row + p * NR + t));
+      if (++kj == g.kw) { kj = 0; if (++ki == g.kh) { ki = 0; c++; } }
     }
   }
 };
@@ -100,6 +162,57 @@ struct FlipPacker final : Packer {
   }
 };
 
+// A operand packed once for a whole convolution (all K, MR-tall panels): the driver would otherwise
+// re-pack (transpose, widen f16) the weights for every NC chunk of pixels, which on large planes is
+// hundreds of times. Panels hold zeros past row M, so pack() is a plain copy of a k slice.
+struct PrepackedA final : Packer {
+  const float* buf = nullptr; int64_t K = 0;
+  void pack(int64_t i0, int, int64_t k0, int64_t kc, float* dst) const override {
+    __builtin_memcpy(dst, buf + (i0 / MR) * K * MR + k0 * MR, (size_t)(kc * MR) * sizeof(float));
+  }
+  const float* direct(int64_t i0, int64_t k0) const override { return buf + (i0 / MR) * K * MR + k0 * MR; }
+};
+static PrepackedA prepack_a(const Packer& src, int64_t M, int64_t K, int slot) {
+  PrepackedA p;
+  const int64_t np = ceil_div(M, MR);
+  float* buf = static_cast<float*>(scratch(slot, (size_t)(np * K * MR) * sizeof(float)));
+  for (int64_t a = 0; a < np; a++) src.pack(a * MR, (int)imin<int64_t>(MR, M - a * MR), 0, K, buf + a * K * MR);
+  p.buf = buf; p.K = K;
+  return p;
+}
+
+// GEMM with a prepacked A over many columns (the pixels of a large plane): each task takes a fixed chunk
+// of CONV_NC columns and, per KC slice, packs just that slice of B into its own buffer (hot in L2 while it
+// is used) — no B~ shared across threads, no barrier per chunk, threads split the pixels (also for N = 1).
+// Same KC slices and micro-kernel as gemm_driver, so the bits match it at any thread count.
+constexpr int64_t CONV_NC = 12 * 16;
+static void conv_gemm(int64_t M, int64_t N, int64_t K, float beta, const PrepackedA& pa, const Packer& pb,
+                      float* C, int64_t ldc, bool parallel) {
+  const int64_t ncn = imax<int64_t>(NR, CONV_NC / NR * NR);
+  const int64_t nchunks = ceil_div(N, ncn), npa = ceil_div(M, MR), kc_max = imin<int64_t>(K, KC);
+  auto chunk = [&](int64_t t, int) {
+    const int64_t j0 = t * ncn, nc = imin(ncn, N - j0), np = ceil_div(nc, NR);
+    float* Bs = static_cast<float*>(scratch(SLOT_OP2, (size_t)(np * kc_max * NR) * sizeof(float)));
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = imin<int64_t>(KC, K - pc);
+      pb.pack_many(j0, nc, pc, kc, Bs, NR);
+      const float b_eff = pc == 0 ? beta : 1.0f;
+      for (int64_t ia = 0; ia < npa; ia += MC / MR) {      // A block of MC rows stays in L2
+        const int64_t ib = imin<int64_t>(npa, ia + MC / MR);
+        for (int64_t p = 0; p < np; p++) {
+          const int nr = (int)imin<int64_t>(NR, nc - p * NR);
+          float* cp = C + j0 + p * NR;
+          for (int64_t a = ia; a < ib; a++)
+            ukernel(kc, pa.buf + a * K * MR + pc * MR, Bs + p * kc * NR, cp + a * MR * ldc, ldc, 1.0f, b_eff,
+                    (int)imin<int64_t>(MR, M - a * MR), nr);
+        }
+      }
+    }
+  };
+  if (parallel && num_threads() > 1 && nchunks > 1) par_for(nchunks, chunk);
+  else for (int64_t t = 0; t < nchunks; t++) chunk(t, 0);
+}
+
 static inline bool conv_is_pointwise(const ConvArgs& a) {
   return a.kh == 1 && a.kw == 1 && a.sh == 1 && a.sw == 1 && a.ph == 0 && a.pw == 0;
 }
@@ -126,6 +239,13 @@ static void conv2d(const ConvArgs& a) {
   if (OH <= 0 || OW <= 0 || a.N <= 0 || a.O <= 0) return;
   const int64_t Cg = a.C / a.groups, Og = a.O / a.groups, K = Cg * a.kh * a.kw, P = OH * OW;
   const ConvGeom geom{Cg, a.H, a.W, OH, OW, a.kh, a.kw, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw};
+  // One group: the weights are packed once for all images (the driver would re-pack them per image,
+  // per pixel chunk and per N tile — the main cost on the small planes of a U-Net's inner levels).
+  PrepackedA shared;
+  if (a.groups == 1) {
+    DensePacker<MR> pw(a.w, a.wdt, K, false);
+    shared = prepack_a(pw, Og, K, SLOT_OP1);
+  }
   run_items(a.N * a.groups, 2.0 * Og * P * K, [&](int64_t t, bool par) {
     const int64_t n = t / a.groups, g = t % a.groups;
     const float* x = a.x + (n * a.C + g * Cg) * a.H * a.W;
@@ -139,13 +259,20 @@ static void conv2d(const ConvArgs& a) {
       }
       beta = 1.0f;
     }
-    DensePacker<MR> pa(wptr(a.w, a.wdt, g * Og * K), a.wdt, K, false);
+    DensePacker<MR> pw(wptr(a.w, a.wdt, g * Og * K), a.wdt, K, false);
+    // worth it when the pixels span several NC chunks of the driver
+    const bool pre = a.groups == 1 || P >= 4 * CONV_NC;
+    PrepackedA pp = shared;
+    if (pre && a.groups != 1) pp = prepack_a(pw, Og, K, SLOT_OP1);
+    const Packer& pa = pre ? static_cast<const Packer&>(pp) : static_cast<const Packer&>(pw);
     if (conv_is_pointwise(a)) {
       DensePacker<NR> pb(x, DT_F32, a.H * a.W, true);
       gemm_driver(Og, P, K, 1.0f, beta, pa, pb, y, P, par);
     } else {
       Im2colPacker pb; pb.x = x; pb.g = geom;
-      gemm_driver(Og, P, K, 1.0f, beta, pa, pb, y, P, par);
+      Im2colChunkPacker pbc; pbc.base = &pb;
+      if (P >= 4 * CONV_NC) conv_gemm(Og, P, K, beta, pp, pbc, y, P, par);
+      else gemm_driver(Og, P, K, 1.0f, beta, pa, pb, y, P, par);
     }
   });
 }
@@ -165,6 +292,11 @@ static void conv2d_bwd_input(const ConvArgs& a) {
     // gx[n,g] (Cg x H·W) = flip(W[g])ᵀ (Cg x Og·kh·kw) · im2col'(gy[n,g]) with padding dh(kh-1) - ph
     const ConvGeom geom{Og, OH, OW, a.H, a.W, a.kh, a.kw, 1, 1,
                         a.dh * (a.kh - 1) - a.ph, a.dw * (a.kw - 1) - a.pw, a.dh, a.dw};
+    PrepackedA shared;  // one group: flipped weights packed once for all images
+    if (a.groups == 1 && !conv_is_pointwise(a)) {
+      FlipPacker pf; pf.w = a.w; pf.dt = a.wdt; pf.Cg = Cg; pf.kh = a.kh; pf.kw = a.kw;
+      shared = prepack_a(pf, Cg, K, SLOT_OP1);
+    }
     run_items(a.N * a.groups, 2.0 * Cg * HW * K, [&](int64_t t, bool par) {
       const int64_t n = t / a.groups, g = t % a.groups;
       const float* gy = a.gy + (n * a.O + g * Og) * P;
@@ -176,9 +308,15 @@ static void conv2d_bwd_input(const ConvArgs& a) {
         DensePacker<NR> pb(gy, DT_F32, P, true);
         gemm_driver(Cg, HW, Og, 1.0f, 0.0f, pa, pb, gx, HW, par);
       } else {
-        FlipPacker pa; pa.w = wg; pa.dt = a.wdt; pa.Cg = Cg; pa.kh = a.kh; pa.kw = a.kw;
+        FlipPacker pf; pf.w = wg; pf.dt = a.wdt; pf.Cg = Cg; pf.kh = a.kh; pf.kw = a.kw;
+        const bool pre = a.groups == 1 || HW >= 4 * CONV_NC;
+        PrepackedA pp = shared;
+        if (pre && a.groups != 1) pp = prepack_a(pf, Cg, K, SLOT_OP1);
+        const Packer& pa = pre ? static_cast<const Packer&>(pp) : static_cast<const Packer&>(pf);
         Im2colPacker pb; pb.x = gy; pb.g = geom;
-        gemm_driver(Cg, HW, K, 1.0f, 0.0f, pa, pb, gx, HW, par);
+        Im2colChunkPacker pbc; pbc.base = &pb;
+        if (HW >= 4 * CONV_NC) conv_gemm(Cg, HW, K, 0.0f, pp, pbc, gx, HW, par);
+        else gemm_driver(Cg, HW, K, 1.0f, 0.0f, pa, pb, gx, HW, par);
       }
     });
     return;
@@ -233,7 +371,10 @@ static void conv2d_bwd_weight(const ConvArgs& a) {
     for (int64_t n = 0; n < a.N; n++) {
       const float* gy = a.gy + (n * a.O + g * Og) * P;
       const float* x = a.x + (n * a.C + g * Cg) * a.H * a.W;
-      DensePacker<MR> pa(gy, DT_F32, P, false);             // A (i = o, k = pixel) = gy[o, p]
+      DensePacker<MR> pg(gy, DT_F32, P, false);             // A (i = o, k = pixel) = gy[o, p]
+      // packed once per image: the driver would transpose gy again for every NC chunk of gw's columns
+      // (K = pixels is long, so chunks are narrow: a dozen re-packs on a 128² plane)
+      const PrepackedA pa = prepack_a(pg, Og, P, SLOT_OP1);
       const float beta = n == 0 ? 0.0f : 1.0f;
       if (conv_is_pointwise(a)) {
         DensePacker<NR> pb(x, DT_F32, a.H * a.W, false);  // B (k = pixel, j = c) = x[c, p]

@@ -31,11 +31,32 @@ static void pack_panel(const void* p, int dt, int64_t ld, bool kmajor, int64_t r
     }
     return;
   }
+  int64_t kfast = 0;   // k below this were packed by the vector transpose
+#ifdef VSS_HAS_TRANSPOSE8
+  // 8 rows x 8 k at a time, transposed in registers (rows past nr are zeros). A block narrower than 8
+  // (R = 6) stores whole vectors that spill into the next k row, written afterwards; the panel's last
+  // row gets a masked store.
+  kfast = kc / 8 * 8;
+  for (int rb = 0; rb < R; rb += 8) {
+    const int rows = imin(8, R - rb);
+    for (int64_t k = 0; k < kfast; k += 8) {
+      V v[8];
+      for (int i = 0; i < 8; i++)
+        v[i] = (i < rows && rb + i < nr) ? vload_dt_n(p, dt, (r0 + rb + i) * ld + k0 + k, 8) : vzero();
+      vtranspose8(v);
+      for (int t = 0; t < 8; t++) {
+        float* d = dst + (k + t) * R + rb;
+        if (rows == 8 || k + t + 1 < kc) vstore(d, v[t]);
+        else vstore_n(d, v[t], rows);
+      }
+    }
+  }
+#endif
   // Transposing pack: read W consecutive k of one row as a vector, scatter into the panel.
   alignas(64) float tmp[W];
   for (int r = 0; r < nr; r++) {
     int64_t base = (r0 + r) * ld + k0;
-    int64_t k = 0;
+    int64_t k = kfast;
     for (; k + W <= kc; k += W) {
       vstore(tmp, vload_dt_n(p, dt, base + k, W));
       for (int t = 0; t < W; t++) dst[(k + t) * R + r] = tmp[t];
@@ -47,12 +68,19 @@ static void pack_panel(const void* p, int dt, int64_t ld, bool kmajor, int64_t r
     }
   }
   for (int r = nr; r < R; r++)
-    for (int64_t k = 0; k < kc; k++) dst[k * R + r] = 0.0f;
+    for (int64_t k = kfast; k < kc; k++) dst[k * R + r] = 0.0f;
 }
 
 // An operand of the driver: packs MR-tall panels of A (rows = i) or NR-wide panels of B (rows = j).
 struct Packer {
   virtual void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const = 0;
+  // An already packed A panel (rows r0.., depth k0..), used in place by the driver; null: call pack().
+  virtual const float* direct(int64_t, int64_t) const { return nullptr; }
+  // Rows [r0, r0+n) as consecutive R-wide panels of kc each (B side, R = NR); packers whose source is
+  // laid out along r override it to read memory in order across panels.
+  virtual void pack_many(int64_t r0, int64_t n, int64_t k0, int64_t kc, float* dst, int R) const {
+    for (int64_t p = 0; p * R < n; p++) pack(r0 + p * R, (int)imin<int64_t>(R, n - p * R), k0, kc, dst + p * kc * R);
+  }
 };
 
 template <int R>
@@ -123,10 +151,11 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
       const int64_t i0 = im * mb, i1 = imin(M, i0 + mb);
       const int64_t p0 = in * nbp, p1 = imin(np, p0 + nbp);
       const int64_t npan_a = ceil_div(i1 - i0, MR);
-      float* Ap = static_cast<float*>(scratch(SLOT_GEMM_A, (size_t)(npan_a * kc_max * MR) * sizeof(float)));
+      const bool dir = pa.direct(i0, 0) != nullptr;
+      float* Ap = dir ? nullptr : static_cast<float*>(scratch(SLOT_GEMM_A, (size_t)(npan_a * kc_max * MR) * sizeof(float)));
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = imin<int64_t>(KC, K - pc);
-        for (int64_t a = 0; a < npan_a; a++) {
+        for (int64_t a = 0; a < npan_a && !dir; a++) {
           int64_t i = i0 + a * MR;
           pa.pack(i, (int)imin<int64_t>(MR, i1 - i), pc, kc, Ap + a * kc * MR);
         }
@@ -138,7 +167,8 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
           float* cp = C + jc + j;
           for (int64_t a = 0; a < npan_a; a++) {
             int64_t i = i0 + a * MR;
-            ukernel(kc, Ap + a * kc * MR, bp, cp + i * ldc, ldc, alpha, b_eff, (int)imin<int64_t>(MR, i1 - i), nr);
+            ukernel(kc, dir ? pa.direct(i, pc) : Ap + a * kc * MR, bp, cp + i * ldc, ldc, alpha, b_eff,
+                    (int)imin<int64_t>(MR, i1 - i), nr);
           }
         }
       }

@@ -293,7 +293,7 @@ static void layer_norm_bwd(const float* x, const float* w, const float* mean, co
 
 // ------------------------------------------------------------------------------------- group norm
 static void group_norm(const float* x, const float* w, const float* b, int64_t N, int64_t C, int64_t HW,
-                       int64_t G, float eps, float* out, float* mean, float* rstd) {
+                       int64_t G, float eps, float* out, float* mean, float* rstd, int act) {
   const int64_t Cg = C / G, blk = Cg * HW;
   par_range(N * G, blk * 3, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
@@ -308,7 +308,10 @@ static void group_norm(const float* x, const float* w, const float* b, int64_t N
         const int64_t ch = g * Cg + c;
         // (x - mean)·(rstd·w) + b: centring first avoids the cancellation of x·a - mean·a
         const V vs = vset1(rs * (w ? w[ch] : 1.0f)), vh = vset1(b ? b[ch] : 0.0f), vm = vset1(m);
-        map1(xb + c * HW, yb + c * HW, HW, [&](V v) { return vfma(vsub(v, vm), vs, vh); });
+        if (act == 1)  // same vector SiLU as the unary kernel, so fused and unfused agree bit for bit
+          map1(xb + c * HW, yb + c * HW, HW, [&](V v) { V y = vfma(vsub(v, vm), vs, vh); return vmul(y, vsigmoid(y)); });
+        else
+          map1(xb + c * HW, yb + c * HW, HW, [&](V v) { return vfma(vsub(v, vm), vs, vh); });
       }
     }
   });

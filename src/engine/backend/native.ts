@@ -45,7 +45,7 @@ interface Addon {
   layerNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, gy: F32, rows: number, cols: number,
                     gx: F32, gw: F32 | null, gb: F32 | null): void;
   groupNorm(x: F32, w: F32 | null, b: F32 | null, N: number, C: number, HW: number, G: number, eps: number,
-            out: F32, mean: F32, rstd: F32): void;
+            out: F32, mean: F32, rstd: F32, act?: number): void;
   groupNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, gy: F32, N: number, C: number, HW: number,
                     G: number, gx: F32, gw: F32 | null, gb: F32 | null): void;
   setNumThreads(n: number): void;
@@ -170,6 +170,21 @@ function numel(shape: readonly number[]): number {
   let n = 1;
   for (let d = 0; d < shape.length; d++) n *= shape[d];
   return n;
+}
+
+/**
+ * Fused kernels beyond the Kernels contract, present on the native backend only; ops look them up with
+ * `nativeExtras(K)` and fall back to the unfused composition. Each returns false when it declines.
+ */
+export interface NativeExtras {
+  /** groupNorm followed by the activation in one pass over the output (forward only: no autograd). */
+  groupNormAct(x: F32, w: F32 | null, b: F32 | null, N: number, C: number, HW: number, G: number, eps: number,
+               act: 'silu', out: F32, mean: F32, rstd: F32): boolean;
+}
+
+/** The fused extras of a kernel set, or null (JS backend). */
+export function nativeExtras(k: object): NativeExtras | null {
+  return typeof (k as Partial<NativeExtras>).groupNormAct === 'function' ? (k as NativeExtras) : null;
 }
 
 export interface NativeOptions {
@@ -297,5 +312,24 @@ export function loadNativeKernels(options: NativeOptions = {}): Partial<Kernels>
       else a.groupNormBackward(x, w, mean, rstd, gy, N, C, HW, G, gx, gw, gb);
     },
   };
-  return kernels;
+  // Nearest ×2 (every decoder/U-Net upsample): each input value fills a 2×2 block. The generic JS kernel
+  // spends ~12 ns per output on the bilinear-shaped formula; this is a plain copy (same values).
+  kernels.interpolate = (x: F32, P: number, H: number, W: number, OH: number, OW: number,
+                         mode: 'nearest' | 'bilinear', alignCorners: boolean, out: F32): void => {
+    if (mode !== 'nearest' || OH !== 2 * H || OW !== 2 * W) { js.interpolate(x, P, H, W, OH, OW, mode, alignCorners, out); return; }
+    for (let r = 0, rows = P * H; r < rows; r++) {
+      const xi = r * W, o = 4 * xi;
+      for (let c = 0; c < W; c++) { const v = x[xi + c]; out[o + 2 * c] = v; out[o + 2 * c + 1] = v; }
+      out.copyWithin(o + OW, o, o + OW);
+    }
+  };
+  const extras: NativeExtras = {
+    groupNormAct(x: F32, w: F32 | null, b: F32 | null, N: number, C: number, HW: number, G: number, eps: number,
+                 act: 'silu', out: F32, mean: F32, rstd: F32): boolean {
+      if (N * C * HW <= small) return false;
+      a.groupNorm(x, w, b, N, C, HW, G, eps, out, mean, rstd, act === 'silu' ? 1 : 0);
+      return true;
+    },
+  };
+  return Object.assign(kernels, extras);
 }

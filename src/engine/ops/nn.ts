@@ -4,7 +4,9 @@ import { K } from '../backend/index.js';
 import { type Rng, getDefaultRng } from '../rng.js';
 import { broadcastStrides, fromOp, indexArray, toDense } from './data.js';
 import { contiguous, expand, normDim, reshape, transpose, unsqueeze } from './view.js';
-import { add, mul, sub, where, ne } from './elementwise.js';
+import { add, mul, sub, where, ne, silu } from './elementwise.js';
+import { nativeExtras } from '../backend/native.js';
+import { isGradEnabled } from '../autograd.js';
 import { mean, sum } from './reduce.js';
 import { gather } from './shape.js';
 
@@ -59,8 +61,26 @@ export function layerNorm(x: Tensor, normalizedShape: number | readonly number[]
   });
 }
 
-/** Group norm of [N, C, ...] in `groups` groups, per-channel affine. */
-export function groupNorm(x: Tensor, groups: number, w?: Tensor | null, b?: Tensor | null, eps = 1e-5): Tensor {
+/**
+ * Group norm of [N, C, ...] in `groups` groups, per-channel affine. `act: 'silu'` applies SiLU to the result:
+ * one fused pass on the native backend when no gradient is needed (same bits as groupNorm then silu).
+ */
+export function groupNorm(x: Tensor, groups: number, w?: Tensor | null, b?: Tensor | null, eps = 1e-5,
+                          opts: { act?: 'silu' } = {}): Tensor {
+  if (opts.act === 'silu') {
+    const ex = nativeExtras(K);
+    const needGrad = isGradEnabled() && (x.requiresGrad || !!w?.requiresGrad || !!b?.requiresGrad);
+    if (!ex || needGrad || x.ndim < 2) return silu(groupNorm(x, groups, w, b, eps));
+    const [N, C] = x.shape, HW = numelOf(x.shape.slice(2));
+    if (Number.isInteger(groups) && groups > 0 && C % groups === 0 && (!w || w.numel === C) && (!b || b.numel === C)) {
+      const xd = toDense(x);
+      const out = new Float32Array(xd.length), mu = new Float32Array(N * groups), rstd = new Float32Array(N * groups);
+      if (ex.groupNormAct(xd, w ? toDense(w) : null, b ? toDense(b) : null, N, C, HW, groups, eps, 'silu', out, mu, rstd)) {
+        return new Tensor(out, x.shape, 'f32');
+      }
+    }
+    return silu(groupNorm(x, groups, w, b, eps));
+  }
   if (x.ndim < 2) throw new Error(`groupNorm: expected [N, C, ...], got [${x.shape}]`);
   const [N, C] = x.shape, HW = numelOf(x.shape.slice(2));
   if (!Number.isInteger(groups) || groups <= 0 || C % groups) throw new Error(`groupNorm: ${C} channels cannot be split into ${groups} groups`);

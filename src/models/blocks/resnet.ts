@@ -2,7 +2,7 @@
  * ResnetBlock2D, Downsample2D and Upsample2D with diffusers' field names (norm1, conv1, time_emb_proj, norm2,
  * conv2, conv_shortcut; downsamplers.0.conv; upsamplers.0.conv).
  */
-import { type Tensor, interpolate, pad } from '../../engine/index.js';
+import { type Tensor, groupNorm, interpolate, pad } from '../../engine/index.js';
 import { Module, type Conv2d, type Dropout, type GroupNorm, type Linear } from '../../nn/index.js';
 import { type ActFn, type Ctx, act } from './layers.js';
 
@@ -53,7 +53,7 @@ export class ResnetBlock2D extends Module {
   /** x [B, Cin, H, W], temb [B, T] or null → [B, Cout, H, W]. */
   forward(x: Tensor, temb: Tensor | null): Tensor {
     const s = this.s;
-    let h = this.conv1.forward(act(this.norm1.forward(x), s.act));
+    let h = this.conv1.forward(normAct(this.norm1, x, s.act));
     let t: Tensor | null = null;
     if (this.time_emb_proj && temb) {
       const [B] = temb.shape;
@@ -65,15 +65,22 @@ export class ResnetBlock2D extends Module {
         const [scale, shift] = t.chunk(2, 1);
         h = h.mul(scale.add(1)).add(shift);
       }
+      h = act(h, s.act);
     } else {
       if (t) h = h.add(t);
-      h = this.norm2.forward(h);
+      h = normAct(this.norm2, h, s.act);
     }
-    h = this.conv2.forward(this.dropout.forward(act(h, s.act)));
+    h = this.conv2.forward(this.dropout.forward(h));
     const skip = this.conv_shortcut ? this.conv_shortcut.forward(x) : x;
     const out = skip.add(h);
     return s.outputScaleFactor === 1 ? out : out.div(s.outputScaleFactor);
   }
+}
+
+/** act(norm(x)); SiLU goes through the fused group-norm op (one pass over the output instead of two). */
+function normAct(norm: GroupNorm, x: Tensor, fn: ActFn): Tensor {
+  if (fn === 'silu' || fn === 'swish') return groupNorm(x, norm.numGroups, norm.weight, norm.bias, norm.eps, { act: 'silu' });
+  return act(norm.forward(x), fn);
 }
 
 /**
