@@ -189,7 +189,7 @@ test('loading: wrong shapes, missing and unexpected keys and bad configs fail wi
 });
 
 test('savePretrained (f16) → fromPretrained round trip: same keys, logits within f16 rounding; extensions survive', () => {
-  const m = small({ convStem: [8], patchSize: 7, imageSize: 28, positionEmbedding: 'sincos', dropPathRate: 0.1 }).eval();
+  const m = small({ convStem: [8], patchSize: 7, imageSize: 28, positionEmbedding: 'sincos', pooling: 'mean', dropPathRate: 0.1 }).eval();
   const dir = path.join(tmpDir, 'saved');
   m.savePretrained(dir, { dtype: 'f16' });
   const file = readSafetensors(path.join(dir, 'model.safetensors')).tensors;

@@ -86,6 +86,7 @@ export interface VitRunConfig {
   mlp: number;
   stem: number[];
   pos: 'learned' | 'sincos';
+  pool: 'cls' | 'mean';
   dropPath: number;
   dropout: number;
   labelSmoothing: number;
@@ -114,7 +115,7 @@ interface VitFlags extends Omit<VitRunConfig, 'model' | 'dataset' | 'export' | '
 }
 
 /** Settings the saved state depends on: a resumed run must not change them. */
-const FIXED_ON_RESUME = ['dataset', 'batch', 'patch', 'dim', 'depth', 'heads', 'mlp', 'stem', 'pos', 'seed'] as const;
+const FIXED_ON_RESUME = ['dataset', 'batch', 'patch', 'dim', 'depth', 'heads', 'mlp', 'stem', 'pos', 'pool', 'seed'] as const;
 
 function resolveVitConfig(flags: VitFlags, cmd: Command): { config: VitRunConfig; out: string; resumeFrom: string | null } {
   const given = (key: string) => cmd.getOptionValueSource(key) === 'cli';
@@ -161,11 +162,11 @@ function resolveVitConfig(flags: VitFlags, cmd: Command): { config: VitRunConfig
 }
 
 /** The model a run config describes. */
-export function vitModelConfig(c: Pick<VitRunConfig, 'patch' | 'dim' | 'depth' | 'heads' | 'mlp' | 'stem' | 'pos' | 'dropPath' | 'dropout'>): Partial<ViTConfig> {
+export function vitModelConfig(c: Pick<VitRunConfig, 'patch' | 'dim' | 'depth' | 'heads' | 'mlp' | 'stem' | 'pos' | 'pool' | 'dropPath' | 'dropout'>): Partial<ViTConfig> {
   return {
     imageSize: 28, patchSize: c.patch, numChannels: 1, hiddenSize: c.dim, numHiddenLayers: c.depth, numAttentionHeads: c.heads,
     intermediateSize: c.mlp, hiddenAct: 'gelu', hiddenDropoutProb: c.dropout, attentionProbsDropoutProb: 0, layerNormEps: 1e-6,
-    labels: [...FASHION_MNIST_CLASSES], positionEmbedding: c.pos, dropPathRate: c.dropPath, convStem: c.stem,
+    labels: [...FASHION_MNIST_CLASSES], positionEmbedding: c.pos, pooling: c.pool ?? 'cls', dropPathRate: c.dropPath, convStem: c.stem,
   };
 }
 
@@ -363,7 +364,8 @@ export interface ExplainResult {
 
 /**
  * One picture: a grid of CLS → patch attention maps (rows: heads and their mean; columns: layers) over the
- * image, and below it the attention rollout over all layers next to the image.
+ * image, and below it the attention rollout over all layers next to the image. With a mean-pooling head the
+ * query shown is the mean of the patch tokens instead of CLS.
  */
 export async function explainVit(file: string, outFile: string, opts: { model?: string; invert?: boolean }): Promise<ExplainResult> {
   const { model, pre } = loadVit(opts.model);
@@ -373,11 +375,19 @@ export async function explainVit(file: string, outFile: string, opts: { model?: 
   const L = attentions.length, H = model.config.numAttentionHeads;
   const [gh, gw] = o.grid;
   const N = gh * gw, T = N + 1;
-  // maps [heads, layers, gh, gw]: the CLS row of each layer's attention, over the patches only.
+  // The query whose attention is shown is what the classifier reads: the CLS row, or (mean pooling) the
+  // mean of the patch rows. Maps [heads, layers, gh, gw] over the patches only.
+  const meanPool = model.config.pooling === 'mean';
+  const queryRow = (p: Float32Array, base: number): Float32Array => {
+    if (!meanPool) return p.subarray(base + 1, base + T);
+    const row = new Float32Array(N);
+    for (let i = 1; i < T; i++) for (let j = 0; j < N; j++) row[j] += p[base + i * T + 1 + j] / N;
+    return row;
+  };
   const maps = new Float32Array(H * L * N);
   attentions.forEach((a, l) => {
     const p = a.contiguous().toFloat32Array(); // [1, H, T, T]
-    for (let h = 0; h < H; h++) maps.set(p.subarray(h * T * T + 1, h * T * T + T), (h * L + l) * N);
+    for (let h = 0; h < H; h++) maps.set(queryRow(p, h * T * T), (h * L + l) * N);
   });
   const probs = o.logits.softmax(-1).toFloat32Array();
   let best = 0;
@@ -387,9 +397,9 @@ export async function explainVit(file: string, outFile: string, opts: { model?: 
   // Patch maps drawn blocky (smooth: false): each cell of the map is one patch the CLS token attends to.
   const layerGrid = attentionGrid(picture, { data: maps, heads: H, tokens: L, height: gh, width: gw }, {
     tokenLabels: Array.from({ length: L }, (_, l) => `layer ${l + 1}`), smooth: false, alpha: 0.6,
-    title: 'CLS attention to patches (per layer, per head)',
+    title: `${meanPool ? 'mean patch' : 'CLS'} attention to patches (per layer, per head)`,
   });
-  const rollout = attentionRollout(attentions).toFloat32Array().subarray(1, T); // CLS row, patches only
+  const rollout = queryRow(attentionRollout(attentions).toFloat32Array(), 0); // [T, T] → the query row over patches
   const rolloutGrid = makeGrid([picture, overlayHeatmap(picture, rollout, gw, gh, { alpha: 0.6, smooth: false })], {
     columns: 2, captions: ['input', 'attention rollout (all layers)'],
     title: `prediction: ${prediction.label} (${(100 * prediction.p).toFixed(1)}%)`, minCellSize: 160,
@@ -430,6 +440,7 @@ export function registerVitCommands(program: Command): void {
     .option('--mlp <n>', 'MLP hidden size', intOption('--mlp', 1), 256)
     .option('--stem <channels>', "hybrid conv stem: channels of its stride-2 3×3 convs, comma-separated ('none': plain ViT)", intList('--stem'), [32, 64, 128])
     .addOption(new Option('--pos <kind>', 'position embeddings').choices(['learned', 'sincos']).default('learned'))
+    .addOption(new Option('--pool <kind>', 'what the classifier reads: the CLS token or the mean of the patch tokens').choices(['cls', 'mean']).default('cls'))
     .option('--drop-path <p>', 'stochastic depth rate of the last block', numberOption('--drop-path', 0, 1, false), 0)
     .option('--dropout <p>', 'dropout after embeddings, attention and MLP', numberOption('--dropout', 0, 1, false), 0)
     .option('--label-smoothing <x>', 'label smoothing of the cross-entropy', numberOption('--label-smoothing', 0, 1, false), 0.1)

@@ -13,7 +13,7 @@
  * (config.json + model.safetensors) loads as is, and the checkpoints we train save in the same layout.
  *
  * Our extensions are config keys transformers does not have (it would warn about them and refuse the weights):
- * `vss_position_embedding: "sincos"` (a fixed table, not in the state dict), `vss_conv_stem: [channels…]` (the
+ * `vss_position_embedding: "sincos"` (a fixed table, not in the state dict), `vss_pooling: "mean"`, `vss_conv_stem: [channels…]` (the
  * hybrid stem, weights under `vit.embeddings.patch_embeddings.stem.N.{conv,norm}`), `vss_drop_path_rate` and
  * `vss_interpolation`. Attention probabilities (`outputAttentions`) come from an explicit softmax(QKᵀ/√d)
  * path — T×T per head, fine for the small token counts here; without them the fused kernel runs.
@@ -60,13 +60,18 @@ export interface ViTConfig {
   convStem: number[];
   /** How position embeddings are resampled for another image size (transformers uses bicubic). */
   interpolation: PosInterpolation;
+  /**
+   * What the classifier reads: the CLS row (transformers) or the mean of the patch rows (a GAP head, as in
+   * Beyer et al. 2022; the CLS token then only takes part in attention).
+   */
+  pooling: 'cls' | 'mean';
 }
 
 export const VIT_DEFAULTS: ViTConfig = {
   imageSize: 224, patchSize: 16, numChannels: 3, hiddenSize: 768, numHiddenLayers: 12, numAttentionHeads: 12,
   intermediateSize: 3072, hiddenAct: 'gelu', hiddenDropoutProb: 0, attentionProbsDropoutProb: 0, layerNormEps: 1e-12,
   qkvBias: true, labels: Array.from({ length: 2 }, (_, i) => `LABEL_${i}`), positionEmbedding: 'learned',
-  dropPathRate: 0, convStem: [], interpolation: 'bicubic',
+  dropPathRate: 0, convStem: [], interpolation: 'bicubic', pooling: 'cls',
 };
 
 const ACTIVATIONS: Record<string, Activation> = {
@@ -134,6 +139,7 @@ export function vitConfigFromJson(raw: Record<string, unknown>, where = 'ViT con
     dropPathRate: r.number('vss_drop_path_rate', 0),
     convStem: r.intList('vss_conv_stem', []),
     interpolation: r.oneOf('vss_interpolation', ['bicubic', 'bilinear'] as const, 'bicubic'),
+    pooling: r.oneOf('vss_pooling', ['cls', 'mean'] as const, 'cls'),
   };
   // Settings that do not change the classifier's computation (the pooler is not part of it).
   r.ignore('label2id', 'num_labels', 'initializer_range', 'encoder_stride', 'pooler_act', 'pooler_output_size', 'dtype',
@@ -159,6 +165,7 @@ export function vitConfigToJson(c: ViTConfig): Record<string, unknown> {
   if (c.dropPathRate) json.vss_drop_path_rate = c.dropPathRate;
   if (c.convStem.length) json.vss_conv_stem = c.convStem;
   if (c.interpolation !== 'bicubic') json.vss_interpolation = c.interpolation;
+  if (c.pooling !== 'cls') json.vss_pooling = c.pooling;
   return json;
 }
 
@@ -522,7 +529,7 @@ export interface ViTForwardOptions {
 }
 
 export interface ViTOutputs {
-  /** [B, classes]: the classifier applied to the CLS row of lastHiddenState. */
+  /** [B, classes]: the classifier applied to the CLS row of lastHiddenState (or the patch rows' mean). */
   logits: Tensor;
   /** [B, T, D]: the final LayerNorm of the last block's output; row 0 is CLS, then patches row-major. */
   lastHiddenState: Tensor;
@@ -575,7 +582,9 @@ export class ViTForImageClassification extends Module {
       if (r.probs) attentions.push(r.probs);
     }
     const lastHiddenState = this.vit.layernorm.forward(x);
-    const logits = this.classifier.forward(lastHiddenState.narrow(1, 0, 1).squeeze(1));
+    const T = lastHiddenState.shape[1];
+    const pooled = this.config.pooling === 'cls' ? lastHiddenState.narrow(1, 0, 1).squeeze(1) : lastHiddenState.narrow(1, 1, T - 1).mean(1);
+    const logits = this.classifier.forward(pooled);
     return { logits, lastHiddenState, hiddenStates, attentions: want ? attentions : null, grid };
   }
 
