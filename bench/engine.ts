@@ -7,7 +7,7 @@
  * Prints one Markdown table row per (work, thread count) as it completes: VSS median time and rate,
  * the peer's, and ratio = VSS speed / peer speed (> 1: VSS is faster). See bench/README.md.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -204,11 +204,14 @@ async function main(): Promise<void> {
     if (why) note(`PyTorch peer skipped: ${why}`);
   }
 
+  const addonPath = join(root, 'build', 'Release', 'vss_native.node');
+  const addonBuilt = existsSync(addonPath) ? statSync(addonPath).mtime.toISOString() : null;
   const startLoad = loadavg();
   const started = new Date();
   console.log(`# VSS engine benchmark — ${started.toString()}`);
   console.log(`cpu: ${cpu.model} (${cpus().length} logical CPUs, ${cpu.avx512 ? 'AVX-512' : cpu.flags.includes('avx2') ? 'AVX2, no AVX-512' : 'no AVX2'}); `
-    + `node ${process.version}; VSS backend: ${vss ? vss.backend.K.name : 'n/a'}${simd ? ` (${simd})` : ''}; mode: ${args.quick ? 'quick' : 'full'}`);
+    + `node ${process.version}; VSS backend: ${vss ? vss.backend.K.name : 'n/a'}${simd ? ` (${simd})` : ''}; mode: ${args.quick ? 'quick' : 'full'}`
+    + `${addonBuilt ? `; addon built ${addonBuilt}` : ''}`);
   console.log(`load average at start: ${startLoad.map((x) => x.toFixed(2)).join(' ')}`);
   console.log('ratio = VSS speed / peer speed (peer median time / VSS median time); ± = half the p10–p90 range over the median (min–max for ≤ 10 samples); load = 1-min load average after the row (it counts the bench\'s own threads); other = cores other processes used during the row\n');
   console.log(tableLine(COLS.map((c) => c[0])));
@@ -320,6 +323,7 @@ async function main(): Promise<void> {
       node: process.version,
       backend: vss ? vss.backend.K.name : null,
       simd,
+      addon_built: addonBuilt,
       mode: args.quick ? 'quick' : 'full',
       threads: args.threads,
       argv: process.argv.slice(2),
