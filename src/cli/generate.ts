@@ -16,9 +16,16 @@ import { Progress, formatDuration } from '../train/progress.js';
 import { GenerationAbortedError, StableDiffusionPipeline, type GenerateOptions } from '../pipelines/stable_diffusion.js';
 import { samplerFromName } from '../diffusion/schedulers/index.js';
 import { UserError } from './errors.js';
+import { BUNDLED_MODEL, type ClassifierLoader, classModelFolder, generateClassConditional } from './generate_class.js';
 
 interface GenerateFlags {
   model?: string;
+  class?: string;
+  eta?: number;
+  grid?: boolean;
+  upscale: number;
+  classifier?: string;
+  classifierScale: number;
   tokenizer?: string;
   negativePrompt: string;
   steps: number;
@@ -113,14 +120,32 @@ function outputFiles(output: string, batch: number): string[] {
 
 const stemOf = (output: string) => output.slice(0, output.length - path.extname(output).length);
 
-async function generate(promptArg: string | undefined, flags: GenerateFlags): Promise<void> {
+/** Classifier guidance: a noise-aware classifier folder → its gradient function. */
+const loadNoisyClassifier: ClassifierLoader = async (folder, schedulerConfig) => {
+  const { NoisyClassifier, classifierGradientFrom } = await import('../models/noisy_classifier.js');
+  try {
+    return classifierGradientFrom(NoisyClassifier.fromPretrained(folder), { schedulerConfig });
+  } catch (err) {
+    throw new UserError(`cannot load the classifier ${folder}: ${(err as Error).message}`);
+  }
+};
+
+async function generate(promptArg: string | undefined, flags: GenerateFlags, cmd: Command): Promise<void> {
+  const given = (key: string) => cmd.getOptionValueSource(key) === 'cli';
   if (!flags.model) {
-    throw new UserError('no model given: vss does not ship a bundled model yet',
-      'point --model at Stable Diffusion 1.x/2.x weights: a diffusers folder (with model_index.json, e.g. a download of ' +
-      'runwayml/stable-diffusion-v1-5) or a single .safetensors / .ckpt checkpoint (single files also need --tokenizer <folder> ' +
-      'unless a tokenizer/ folder sits beside them)');
+    if (!fs.existsSync(BUNDLED_MODEL)) {
+      throw new UserError(`no --model given and the bundled model is missing (${BUNDLED_MODEL})`,
+        'restore it from the repository (git checkout models/), train one with `vss train ddpm`, or point --model at Stable Diffusion ' +
+        '1.x/2.x weights: a diffusers folder (model_index.json) or a single .safetensors / .ckpt checkpoint');
+    }
+    flags.model = BUNDLED_MODEL;
   }
   const prompt = promptArg ?? '';
+  const classDir = classModelFolder(flags.model);
+  if (classDir) return generateClassConditional(classDir, prompt, flags, given, loadNoisyClassifier);
+  for (const flag of ['class', 'eta', 'grid', 'upscale', 'classifier', 'classifierScale']) {
+    if (given(flag)) throw new UserError(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} works with class-conditional models (like the bundled Fashion-MNIST one), not Stable Diffusion`);
+  }
   if (path.extname(flags.output).toLowerCase() !== '.png') throw new UserError(`--output ${flags.output}: must be a .png (the generation parameters are stored in it)`);
   if (flags.mask && !flags.initImage) throw new UserError('--mask needs --init-image (the picture to inpaint)');
   if (flags.strength !== undefined && !flags.initImage) throw new UserError('--strength needs --init-image');
@@ -246,13 +271,20 @@ async function generate(promptArg: string | undefined, flags: GenerateFlags): Pr
 export function registerGenerateCommand(program: Command): void {
   program
     .command('generate')
-    .description('generate images with Stable Diffusion 1.x / 2.x (text-to-image, --init-image for img2img, --mask for inpainting)')
-    .argument('[prompt]', 'what to draw; A1111 weighting works: (word:1.3), (word), [word], BREAK', '')
-    .option('--model <path>', 'a diffusers folder (model_index.json) or a single .safetensors / .ckpt checkpoint')
+    .description('generate images: with no --model, the bundled Fashion-MNIST model (the prompt names a class: "a sneaker"); ' +
+      'with --model, Stable Diffusion 1.x / 2.x (text-to-image, --init-image for img2img, --mask for inpainting) or a `vss train ddpm` model')
+    .argument('[prompt]', 'what to draw; A1111 weighting works: (word:1.3), (word), [word], BREAK; class models: a sentence naming the class', '')
+    .option('--model <path>', 'a diffusers folder (model_index.json), a single .safetensors / .ckpt checkpoint, or a class-conditional model folder (default: the bundled models/fmnist-ddpm)')
+    .option('--class <name>', 'class models: the class to draw, by name or index (instead of a prompt)')
+    .option('--eta <x>', 'DDIM: noise of each step, 0 (deterministic) … 1 (DDPM-like)', numberOption('--eta', 0, 1))
+    .option('--upscale <k>', 'class models: enlarge the small output by k (nearest neighbour)', intOption('--upscale', 1, 32), 4)
+    .option('--grid', 'with --batch: one PNG holding all the images')
+    .option('--classifier <folder>', 'class models: classifier guidance by this noise-aware classifier (e.g. models/fmnist-noisy-classifier)')
+    .option('--classifier-scale <x>', 'classifier guidance scale', numberOption('--classifier-scale', 0, 1000), 1)
     .option('--tokenizer <folder>', 'single-file checkpoints: a tokenizer folder (vocab.json + merges.txt)')
     .option('-n, --negative-prompt <text>', 'what to steer away from', '')
-    .option('--steps <n>', 'sampling steps', intOption('--steps', 1, 1000), 20)
-    .option('--cfg-scale <x>', 'classifier-free guidance scale (1 = off)', numberOption('--cfg-scale', 0, 100), 7.5)
+    .option('--steps <n>', 'sampling steps (class models: default the model\'s, 50)', intOption('--steps', 1, 1000), 20)
+    .option('--cfg-scale <x>', 'classifier-free guidance scale (1 = off; class models: default the model\'s, 3)', numberOption('--cfg-scale', 0, 100), 7.5)
     .option('--sampler <name>', 'A1111 sampler name: "Euler a", "Euler", "DPM++ 2M Karras", "DDIM", "PLMS", "UniPC", … (default: the model\'s)')
     .option('--seed <n>', 'random seed (default: a random one, printed and stored in the PNG)', intOption('--seed', 0, 2 ** 53 - 1))
     .option('--width <px>', 'image width, a multiple of 8 (default: the model\'s native size, or the init image\'s)', sizeOption('--width'))
@@ -272,5 +304,5 @@ export function registerGenerateCommand(program: Command): void {
     .addOption(new Option('--dtype <type>', 'weights in memory: keep the file\'s, or convert').choices(['keep', 'f16', 'f32']).default('keep'))
     .option('--tiled-vae', 'decode in tiles (large images in less memory)')
     .option('--no-progress', 'no progress line')
-    .action((prompt: string | undefined, flags: GenerateFlags) => generate(prompt, flags));
+    .action((prompt: string | undefined, flags: GenerateFlags, cmd: Command) => generate(prompt, flags, cmd));
 }

@@ -9,6 +9,7 @@ import { registerDataCommand } from './data.js';
 import { registerTrainCommand } from './train.js';
 import { registerVitCommands } from './vit.js';
 import { registerGenerateCommand } from './generate.js';
+import { registerDiffusionCommand } from './diffusion.js';
 
 function engineInfo(): Record<string, unknown> {
   const native = nativeAvailable();
@@ -78,6 +79,7 @@ export async function main(argv: string[]): Promise<void> {
   registerVitCommands(program);
   registerPlotCommand(program);
   registerGenerateCommand(program);
+  registerDiffusionCommand(program);
 
   await program.parseAsync(argv);
 }

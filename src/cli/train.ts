@@ -12,6 +12,8 @@ import { ConvClassifier, classifierStep, evaluateAccuracy, savePredictionGrid } 
 import { CHECKPOINT_FILE, Trainer, readCheckpointInfo } from '../train/loop.js';
 import { openDataset } from './data.js';
 import { UserError } from './errors.js';
+import { registerDdpmTrainCommand } from './ddpm.js';
+import { registerNoisyClassifierTrainCommand } from './noisy_classifier.js';
 
 /** What a classifier run is, stored in its checkpoint so `--resume` needs only `--out`. */
 interface ClassifierConfig {
@@ -214,4 +216,7 @@ export function registerTrainCommand(program: Command): void {
     .option('--no-progress', 'no progress line (the summary is still printed)')
     .addHelpText('after', '\nExamples:\n  vss train classifier --steps 1000 --out runs/fmnist\n  vss train classifier --out runs/fmnist --resume     # after Ctrl-C\n  vss train classifier --dataset shapes --steps 600')
     .action((flags: ClassifierFlags, cmd: Command) => trainClassifier(flags, cmd));
+
+  registerDdpmTrainCommand(trainCmd);
+  registerNoisyClassifierTrainCommand(trainCmd);
 }
