@@ -10,6 +10,7 @@ import { registerTrainCommand } from './train.js';
 import { registerVitCommands } from './vit.js';
 import { registerGenerateCommand } from './generate.js';
 import { registerDiffusionCommand } from './diffusion.js';
+import { registerEvalCommands } from './eval.js';
 
 function engineInfo(): Record<string, unknown> {
   const native = nativeAvailable();
@@ -80,6 +81,7 @@ export async function main(argv: string[]): Promise<void> {
   registerPlotCommand(program);
   registerGenerateCommand(program);
   registerDiffusionCommand(program);
+  registerEvalCommands(program);
 
   await program.parseAsync(argv);
 }
