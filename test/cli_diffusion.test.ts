@@ -203,7 +203,7 @@ test('forward: clear errors for bad inputs, and nothing written', async () => {
   await expectError(['--image', srcFile, '--frames', '1'], /--frames 1 is impossible with T = 1000\nhint: the strip shows 2\.\.100 distinct timesteps/);
   await expectError(['--image', srcFile, '--frames', '30', '-T', '20'], /--frames 30 is impossible with T = 20/);
   await expectError(['--image', srcFile, '--frames', '2.5'], /--frames must be an integer/);
-  await expectError(['--image', srcFile, '-T', '1'], /--timesteps must be an integer in 2\.\.100000, got '1'/);
+  await expectError(['--image', srcFile, '-T', '1'], /--timesteps must be an integer in \[2, 100000\], got '1'/);
   await expectError(['--image', srcFile, '--beta-end', '2'], /--beta-end must be a number in \(0, 1\)/);
   await expectError([], /nothing to noise: pass --image <file> or --dataset <name>/);
   await expectError(['--image', srcFile, '--dataset', 'shapes'], /either --image or --dataset, not both/);

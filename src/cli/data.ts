@@ -9,6 +9,7 @@ import {
 } from '../data/index.js';
 import { floatToPixels, makeGrid, saveImage } from '../image/index.js';
 import { UserError } from './errors.js';
+import { intOption } from './options.js';
 
 const FASHION_ALIASES = ['fashion-mnist', 'fashion_mnist', 'fmnist'];
 
@@ -101,22 +102,6 @@ export function pickIndices(n: number, count: number, seed: number): number[] {
     for (const i of rng.integers(count - chosen.size, 0, n)) if (chosen.size < count) chosen.add(i);
   }
   return [...chosen];
-}
-
-function positiveInt(what: string, max = Number.MAX_SAFE_INTEGER) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1 || n > max) throw new UserError(`${what} must be an integer in 1..${max}, got '${value}'`);
-    return n;
-  };
-}
-
-function nonNegativeInt(what: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 0) throw new UserError(`${what} must be a non-negative integer, got '${value}'`);
-    return n;
-  };
 }
 
 interface PreviewOptions {
@@ -291,12 +276,12 @@ export function registerDataCommand(program: Command): void {
     .description('write a grid of random samples, each labelled with its class or caption')
     .argument('<dataset>', datasetArgumentHelp)
     .option('-o, --out <file>', 'image to write (.png, .jpg or .webp; default preview-<dataset>.png)')
-    .option('-n, --count <n>', 'number of samples', positiveInt('--count', 1024), 32)
-    .option('--seed <n>', 'which samples are picked', nonNegativeInt('--seed'), 0)
-    .option('--columns <n>', 'cells per row (default 8)', positiveInt('--columns', 64))
+    .option('-n, --count <n>', 'number of samples', intOption('--count', 1, 1024), 32)
+    .option('--seed <n>', 'which samples are picked', intOption('--seed', 0), 0)
+    .option('--columns <n>', 'cells per row (default 8)', intOption('--columns', 1, 64))
     .option('--data <dir>', 'folder of the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)')
     .addOption(new Option('--split <split>', 'train (default) | test'))
-    .option('--size <px>', 'image side (shapes: 32 or 64; folders: default 64)', positiveInt('--size', 1024))
+    .option('--size <px>', 'image side (shapes: 32 or 64; folders: default 64)', intOption('--size', 1, 1024))
     .addHelpText('after', '\nExamples:\n  vss data preview fashion-mnist --out fashion.png\n  vss data preview shapes --size 64 --count 16\n  vss data preview ./my-images')
     .action((name: string, o: PreviewOptions) => preview(name, o));
 
@@ -306,8 +291,8 @@ export function registerDataCommand(program: Command): void {
     .argument('<dataset>', datasetArgumentHelp)
     .option('--data <dir>', 'folder of the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)')
     .addOption(new Option('--split <split>', 'train (default) | test'))
-    .option('--size <px>', 'image side (shapes: 32 or 64; folders: default 64)', positiveInt('--size', 1024))
-    .option('--limit <n>', 'samples used for the pixel statistics (0: all)', nonNegativeInt('--limit'), 2000)
+    .option('--size <px>', 'image side (shapes: 32 or 64; folders: default 64)', intOption('--size', 1, 1024))
+    .option('--limit <n>', 'samples used for the pixel statistics (0: all)', intOption('--limit', 0), 2000)
     .option('--json', 'machine-readable output')
     .action(async (name: string, o: StatsOptions) => {
       const s = await datasetStats(name, o);

@@ -4,7 +4,6 @@
  * (checkpoint, metrics.jsonl, loss.png, samples/) and `model/`, the EMA weights as a loadable f16 pipeline
  * folder that `vss generate --model` and `vss eval ddpm` take. See src/pipelines/class_conditional.ts.
  */
-import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { type Command, Option } from 'commander';
 import { Rng, backendName, noGrad } from '../engine/index.js';
@@ -16,9 +15,11 @@ import { PREDICTION_TYPES, type PredictionType } from '../diffusion/schedules.js
 import { ClassConditionalPipeline, type ClassConditionalInfo } from '../pipelines/class_conditional.js';
 import { augmentBatch } from '../train/vit.js';
 import { makeGrid, saveImage, tensorToPixels } from '../image/index.js';
-import { CHECKPOINT_FILE, Trainer, readCheckpointInfo } from '../train/loop.js';
+import { Trainer } from '../train/loop.js';
 import { openDataset } from './data.js';
 import { UserError } from './errors.js';
+import { intListOption, intOption, numberOption } from './options.js';
+import { addTrainingLoopOptions, givenOnCommandLine, locateRun, mergeWithSaved, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
 
 const SCHEDULES = { cosine: 'squaredcos_cap_v2', linear: 'linear', 'scaled-linear': 'scaled_linear' } as const;
 type ScheduleFlag = keyof typeof SCHEDULES;
@@ -81,8 +82,11 @@ interface DdpmFlags {
   progress?: boolean;
 }
 
+/** Settings the saved state depends on: a resumed run must not change them. */
 const FIXED_ON_RESUME = ['dataset', 'size', 'batch', 'seed', 'channels', 'layersPerBlock', 'attentionLevels', 'headDim',
   'prediction', 'schedule'] as const;
+/** The options of the settings named otherwise. */
+const OPTION_OF: Record<string, string> = { layersPerBlock: 'layers', attentionLevels: 'attention', emaDecay: 'ema' };
 
 /** The diffusers UNet2DModel config of a run. */
 export function unetConfigFor(c: Pick<DdpmRunConfig, 'channels' | 'layersPerBlock' | 'attentionLevels' | 'headDim' | 'dropout' | 'size'>,
@@ -107,15 +111,7 @@ export function schedulerConfigFor(c: Pick<DdpmRunConfig, 'schedule' | 'predicti
 }
 
 function resolveConfig(flags: DdpmFlags, cmd: Command): { config: DdpmRunConfig; out: string; resumeFrom: string | null } {
-  const given = (key: string) => cmd.getOptionValueSource(key) === 'cli';
-  const out = flags.out ?? (typeof flags.resume === 'string' ? path.dirname(flags.resume) : `runs/ddpm-${flags.dataset}`);
-  let resumeFrom: string | null = null;
-  if (flags.resume !== undefined && flags.resume !== false) {
-    resumeFrom = typeof flags.resume === 'string' ? flags.resume : path.join(out, CHECKPOINT_FILE);
-    if (!existsSync(resumeFrom)) {
-      throw new UserError(`nothing to resume: no checkpoint at ${resumeFrom}`, 'point --out at the run to continue, or start a new run without --resume');
-    }
-  }
+  const { out, resumeFrom } = locateRun(flags, `runs/ddpm-${flags.dataset}`);
   if (!PREDICTION_TYPES.includes(flags.prediction as PredictionType)) {
     throw new UserError(`--prediction must be one of ${PREDICTION_TYPES.join(', ')}, got '${flags.prediction}'`);
   }
@@ -127,20 +123,9 @@ function resolveConfig(flags: DdpmFlags, cmd: Command): { config: DdpmRunConfig;
     schedule: flags.schedule as ScheduleFlag, flip: flags.flip, checkpointEvery: flags.checkpointEvery,
     sampleEvery: flags.sampleEvery, logEvery: flags.logEvery,
   };
-  const keyFlag: Record<string, string> = { layersPerBlock: 'layers', attentionLevels: 'attention', emaDecay: 'ema', minSnr: 'minSnr' };
   if (resumeFrom) {
-    const saved = readCheckpointInfo(resumeFrom).config as Partial<DdpmRunConfig> | undefined;
-    if (saved?.model !== 'ddpm') throw new UserError(`${resumeFrom} is not a ddpm run`, 'resume it with the command that trained it');
-    const merged = { ...config } as unknown as Record<string, unknown>;
-    for (const [key, value] of Object.entries(saved)) {
-      const flag = keyFlag[key] ?? key;
-      if ((FIXED_ON_RESUME as readonly string[]).includes(key) && given(flag) && JSON.stringify(value) !== JSON.stringify(merged[key])) {
-        throw new UserError(`--${flag} ${JSON.stringify(merged[key])} differs from the run being resumed (${JSON.stringify(value)})`,
-          `leave --${flag} out, or start a new run in another --out folder`);
-      }
-      if (!given(flag)) merged[key] = value;
-    }
-    config = merged as unknown as DdpmRunConfig;
+    const saved = savedRunConfig<DdpmRunConfig>(resumeFrom, 'ddpm', 'a ddpm run');
+    config = mergeWithSaved(config, saved, { given: givenOnCommandLine(cmd), fixed: FIXED_ON_RESUME, optionOf: OPTION_OF });
   }
   const levels = config.channels.length;
   if (config.size % 2 ** (levels - 1) !== 0) {
@@ -191,9 +176,7 @@ async function trainDdpm(flags: DdpmFlags, cmd: Command): Promise<void> {
   const modelDir = path.join(out, 'model');
 
   const resumeHint = `vss train ddpm --out ${out} --resume`;
-  if (!resumeFrom && existsSync(path.join(out, CHECKPOINT_FILE))) {
-    throw new UserError(`${out} already holds a training run`, `add --resume to continue it (${resumeHint}), or choose another --out folder`);
-  }
+  refuseExistingRun(out, resumeFrom, resumeHint);
   if (!resumeFrom) {
     console.error(`training a ${unet.numParameters().toLocaleString('en')}-parameter class-conditional U-Net on ${config.dataset} ` +
       `(${config.size}×${config.size}, batch ${config.batch}, ${config.steps} steps, ${config.prediction} prediction, ${config.schedule} schedule, ` +
@@ -226,45 +209,15 @@ async function trainDdpm(flags: DdpmFlags, cmd: Command): Promise<void> {
     itemsInBatch: (b) => b.images.shape[0],
     progress: flags.progress === false ? false : undefined,
   });
-  let result;
-  try {
-    result = await trainer.run();
-  } finally {
-    await loader.close();
-  }
+  const result = await runTraining(trainer, loader);
   ema.copyTo(emaNet);
   exportModel(modelDir, emaNet, config, result.step, result.elapsed);
   console.log(`model (EMA weights, f16) → ${modelDir}   try: vss generate --model ${modelDir} "a sneaker"`);
   if (!result.completed) process.exitCode = 130;
 }
 
-function intOption(what: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) throw new UserError(`${what} must be an integer ≥ ${min}, got '${value}'`);
-    return n;
-  };
-}
-
-function numberOption(what: string, min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!(Number.isFinite(n) && n >= min && n <= max)) throw new UserError(`${what} must be a number in [${min}, ${max}], got '${value}'`);
-    return n;
-  };
-}
-
-function intList(what: string, min: number) {
-  return (value: string): number[] => {
-    if (value.trim() === '' || value === 'none') return [];
-    const parts = value.split(',').map((s) => Number(s.trim()));
-    if (parts.some((n) => !Number.isSafeInteger(n) || n < min)) throw new UserError(`${what} must be comma-separated integers ≥ ${min}, got '${value}'`);
-    return parts;
-  };
-}
-
 export function registerDdpmTrainCommand(trainCmd: Command): void {
-  trainCmd
+  const ddpmCmd = trainCmd
     .command('ddpm')
     .description('a class-conditional diffusion U-Net (AdaGN, self-attention, CFG class dropout, EMA) on Fashion-MNIST')
     .addOption(new Option('--dataset <name>', 'what to train on').choices(['fashion-mnist']).default('fashion-mnist'))
@@ -277,9 +230,9 @@ export function registerDdpmTrainCommand(trainCmd: Command): void {
     .option('--ema <decay>', 'EMA decay of the exported weights (ramped up over the first steps)', numberOption('--ema', 0, 1), 0.999)
     .option('--clip <norm>', 'gradient norm clip', numberOption('--clip', 1e-6, 1e6), 1)
     .option('--seed <n>', 'seed of the weights, data order and noise', intOption('--seed', 0), 0)
-    .option('--channels <list>', 'channels per U-Net level', intList('--channels', 1), [32, 64, 128])
+    .option('--channels <list>', 'channels per U-Net level', intListOption('--channels', 1), [32, 64, 128])
     .option('--layers <n>', 'resnet blocks per level (down path; the up path has one more)', intOption('--layers', 1), 1)
-    .option('--attention <levels>', "levels (0 = full resolution) with self-attention (the middle block has it too), comma-separated, or 'none' (no attention anywhere)", intList('--attention', 0), [2])
+    .option('--attention <levels>', "levels (0 = full resolution) with self-attention (the middle block has it too), comma-separated, or 'none' (no attention anywhere)", intListOption('--attention', 0, { allowNone: true }), [2])
     .option('--head-dim <n>', 'channels per attention head', intOption('--head-dim', 1), 32)
     .option('--dropout <p>', 'dropout inside the resnets', numberOption('--dropout', 0, 0.9), 0)
     .option('--class-dropout <p>', 'probability of training on the null class (for classifier-free guidance)', numberOption('--class-dropout', 0, 1), 0.1)
@@ -289,11 +242,8 @@ export function registerDdpmTrainCommand(trainCmd: Command): void {
     .option('--no-flip', 'no random horizontal flips of the training images')
     .option('-o, --out <dir>', 'run folder (default runs/ddpm-fashion-mnist); the model goes to <out>/model')
     .option('--resume [checkpoint]', 'continue the run in --out exactly where it stopped')
-    .option('--checkpoint-every <n>', 'save a checkpoint every n steps (0: only at the end)', intOption('--checkpoint-every', 0), 200)
-    .option('--sample-every <n>', 'write a sample grid and export the model every n steps (0: only at the end)', intOption('--sample-every', 0), 500)
-    .option('--log-every <n>', 'write a metrics record every n steps', intOption('--log-every', 1), 10)
-    .option('--workers <n>', 'threads preparing batches ahead of the training loop', intOption('--workers', 0), 0)
-    .option('--no-progress', 'no progress line (the summary is still printed)')
+    .option('--sample-every <n>', 'write a sample grid and export the model every n steps (0: only at the end)', intOption('--sample-every', 0), 500);
+  addTrainingLoopOptions(ddpmCmd, { checkpointEvery: 200, logEvery: 10 })
     .addHelpText('after', '\nExamples:\n  vss train ddpm --out runs/ddpm                 # the defaults that made models/fmnist-ddpm\n' +
       '  vss train ddpm --out runs/ddpm --resume        # after Ctrl-C\n' +
       '  vss train ddpm --steps 20 --channels 16,32 --attention none --out /tmp/smoke')

@@ -23,6 +23,7 @@ import {
 } from '../image/index.js';
 import { openDataset } from './data.js';
 import { UserError } from './errors.js';
+import { intOption, numberOption } from './options.js';
 
 // ---------------------------------------------------------------------------------------------- schedules by name
 
@@ -400,22 +401,6 @@ async function schedulesCommand(f: SchedulesFlags, cmd: Command): Promise<void> 
 
 // ---------------------------------------------------------------------------------------------- registration
 
-function intIn(what: string, min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new UserError(`${what} must be an integer in ${min}..${max}, got '${value}'`);
-    return n;
-  };
-}
-
-function betaValue(what: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !(n > 0 && n < 1)) throw new UserError(`${what} must be a number in (0, 1), got '${value}'`);
-    return n;
-  };
-}
-
 export function registerDiffusionCommand(program: Command): void {
   const diffusion = program.command('diffusion').description('the forward (noising) process: schedules and q(x_t | x_0)');
   const scheduleHelp = `${SCHEDULE_NAMES.join(' | ')} | a .json file with a list of betas`;
@@ -425,16 +410,16 @@ export function registerDiffusionCommand(program: Command): void {
     .description('a strip of one image dissolving into noise under q(x_t | x_0), t = 0 … T−1, and a plot of the schedules')
     .option('--image <file>', 'the image to noise (PNG, JPEG or WebP)')
     .option('--dataset <name>', 'or a dataset sample: fashion-mnist, shapes, or a folder of images')
-    .option('--index <n>', 'which sample of --dataset (default 0)', intIn('--index', 0, Number.MAX_SAFE_INTEGER))
+    .option('--index <n>', 'which sample of --dataset (default 0)', intOption('--index', 0))
     .option('--split <split>', 'split of --dataset', 'test')
     .option('--data <dir>', 'folder of the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)')
     .option('--schedule <name|file>', scheduleHelp, 'cosine')
-    .option('-T, --timesteps <n>', 'training timesteps T (a betas file sets its own)', intIn('--timesteps', 2, 100_000), 1000)
-    .option('--beta-start <b>', `β_0 of linear and scaled-linear (default ${DEFAULT_BETA_START})`, betaValue('--beta-start'))
-    .option('--beta-end <b>', `β_T−1 of linear and scaled-linear (default ${DEFAULT_BETA_END})`, betaValue('--beta-end'))
-    .option('--frames <n>', 'frames in the strip, evenly spaced in t, both ends included', intIn('--frames', 0, Number.MAX_SAFE_INTEGER), 11)
-    .option('--size <px>', `longer side of the image (default: as it is, at most ${DEFAULT_SIZE_CAP})`, intIn('--size', 4, 1024))
-    .option('--seed <n>', 'seed of the one noise draw ε', intIn('--seed', 0, 2 ** 32 - 1), 0)
+    .option('-T, --timesteps <n>', 'training timesteps T (a betas file sets its own)', intOption('--timesteps', 2, 100_000), 1000)
+    .option('--beta-start <b>', `β_0 of linear and scaled-linear (default ${DEFAULT_BETA_START})`, numberOption('--beta-start', 0, 1, '()'))
+    .option('--beta-end <b>', `β_T−1 of linear and scaled-linear (default ${DEFAULT_BETA_END})`, numberOption('--beta-end', 0, 1, '()'))
+    .option('--frames <n>', 'frames in the strip, evenly spaced in t, both ends included', intOption('--frames', 0), 11)
+    .option('--size <px>', `longer side of the image (default: as it is, at most ${DEFAULT_SIZE_CAP})`, intOption('--size', 4, 1024))
+    .option('--seed <n>', 'seed of the one noise draw ε', intOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('-o, --out <file>', 'the strip (.png, .jpg or .webp)', 'strip.png')
     .option('--plot <file>', 'the schedule plot (.png or .svg; default <out>-schedules.png)')
     .option('--no-plot', 'do not write the schedule plot')
@@ -444,10 +429,10 @@ export function registerDiffusionCommand(program: Command): void {
     .command('schedules')
     .description('plot ᾱ_t, log-SNR and noise level of the schedules and print ᾱ and SNR at t = 0, T/4, T/2, 3T/4, T−1')
     .option('-o, --out <file>', 'the plot (.png or .svg)', 'schedules.png')
-    .option('-T, --timesteps <n>', 'training timesteps T', intIn('--timesteps', 2, 100_000), 1000)
+    .option('-T, --timesteps <n>', 'training timesteps T', intOption('--timesteps', 2, 100_000), 1000)
     .option('--betas <file>', 'also a custom schedule: a .json file with a list of betas (sets T)')
-    .option('--beta-start <b>', `β_0 of linear and scaled-linear (default ${DEFAULT_BETA_START})`, betaValue('--beta-start'))
-    .option('--beta-end <b>', `β_T−1 of linear and scaled-linear (default ${DEFAULT_BETA_END})`, betaValue('--beta-end'))
+    .option('--beta-start <b>', `β_0 of linear and scaled-linear (default ${DEFAULT_BETA_START})`, numberOption('--beta-start', 0, 1, '()'))
+    .option('--beta-end <b>', `β_T−1 of linear and scaled-linear (default ${DEFAULT_BETA_END})`, numberOption('--beta-end', 0, 1, '()'))
     .option('--json', 'machine-readable output')
     .action((flags: SchedulesFlags, cmd: Command) => schedulesCommand(flags, cmd));
 }

@@ -25,7 +25,7 @@ import { DataLoader, type Batch, type Dataset, FASHION_MNIST_CLASSES } from '../
 import { AdamW, CosineSchedule } from '../optim/index.js';
 import { makeGrid, saveImage, saveLinePlot, tensorToPixels, writeFileAtomic } from '../image/index.js';
 import { ClassConditionalPipeline } from '../pipelines/class_conditional.js';
-import { CHECKPOINT_FILE, Trainer, readCheckpointInfo } from '../train/loop.js';
+import { Trainer } from '../train/loop.js';
 import { Progress, formatDuration } from '../train/progress.js';
 import { FeatureAccumulator, frechetDistance } from '../eval/frechet.js';
 import {
@@ -34,6 +34,8 @@ import {
 } from '../eval/fmnist_classifier.js';
 import { openDataset } from './data.js';
 import { UserError } from './errors.js';
+import { intListOption, intOption, numberListOption, numberOption } from './options.js';
+import { addTrainingLoopOptions, locateRun, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
 
 /** The classifier shipped with the repository (resolved from this file, so any working directory works). */
 export const DEFAULT_CLASSIFIER_DIR = fileURLToPath(new URL('../../../models/fmnist-eval-classifier', import.meta.url));
@@ -697,23 +699,19 @@ interface TrainClassifierFlags {
 }
 
 async function trainEvalClassifier(flags: TrainClassifierFlags): Promise<void> {
-  const out = flags.out;
+  const { out, resumeFrom } = locateRun(flags, flags.out, { checkpointArgument: false });
   const exportDir = flags.export ?? path.join(out, 'classifier');
-  const checkpoint = path.join(out, CHECKPOINT_FILE);
   const resumeHint = `vss eval train-classifier --out ${out} --resume`;
   let config: ClassifierRunConfig = {
     model: 'fmnist-eval-classifier', steps: flags.steps, batch: flags.batch, lr: flags.lr, width: flags.width,
     featureDim: DEFAULT_CLASSIFIER_CONFIG.featureDim, dropout: flags.dropout, labelSmoothing: flags.labelSmoothing,
     augment: flags.augment, seed: flags.seed, data: flags.data,
   };
-  if (flags.resume) {
-    if (!fs.existsSync(checkpoint)) throw new UserError(`nothing to resume: no checkpoint at ${checkpoint}`, 'point --out at the run to continue, or leave out --resume');
-    const saved = readCheckpointInfo(checkpoint).config as ClassifierRunConfig | undefined;
-    if (saved?.model !== 'fmnist-eval-classifier') throw new UserError(`${checkpoint} is not an evaluation-classifier run`);
-    config = saved; // a resumed run continues with its own settings
-  } else if (fs.existsSync(checkpoint)) {
-    throw new UserError(`${out} already holds a training run`, `add --resume to continue it (${resumeHint}), or choose another --out folder`);
+  if (resumeFrom) {
+    // A resumed run continues with its own settings.
+    config = savedRunConfig<ClassifierRunConfig>(resumeFrom, 'fmnist-eval-classifier', 'an evaluation-classifier run') as ClassifierRunConfig;
   }
+  refuseExistingRun(out, resumeFrom, resumeHint);
 
   const trainSet = await openDataset('fashion-mnist', { split: 'train', data: config.data });
   const testSet = await openDataset('fashion-mnist', { split: 'test', data: config.data });
@@ -730,14 +728,14 @@ async function trainEvalClassifier(flags: TrainClassifierFlags): Promise<void> {
   const evalIndices = Array.from({ length: evalCount }, (_, i) => Math.floor((i * testSet.length) / evalCount));
   const evalSet = await loadImages(testSet, evalIndices);
 
-  if (!flags.resume) {
+  if (!resumeFrom) {
     console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter evaluation classifier on fashion-mnist ` +
       `(batch ${config.batch}, ${config.steps} steps, augmentation ${config.augment ? 'on' : 'off'}, ${backendName()} kernels, ${getNumThreads()} thread(s)) → ${out}`);
   }
   const trainer = new Trainer<Batch>({
     model, optimizer, loader, totalSteps: config.steps, lrSchedule: schedule, clipGradNorm: 2.0,
     outDir: out, checkpointEvery: flags.checkpointEvery, logEvery: flags.logEvery, seed: config.seed,
-    rng: { main: rng, augment: augRng }, resume: flags.resume ? true : false, config, resumeHint,
+    rng: { main: rng, augment: augRng }, resume: resumeFrom ?? false, config, resumeHint,
     step: (batch) => classifierTrainStep(model, batch, augRng, { augment: config.augment ? CLASSIFIER_AUGMENT : null, labelSmoothing: config.labelSmoothing }),
     evalEvery: flags.evalEvery,
     evaluate: () => {
@@ -747,12 +745,7 @@ async function trainEvalClassifier(flags: TrainClassifierFlags): Promise<void> {
     },
     progress: flags.progress === false ? false : undefined,
   });
-  let result;
-  try {
-    result = await trainer.run();
-  } finally {
-    await loader.close();
-  }
+  const result = await runTraining(trainer, loader);
   if (!result.completed) {
     process.exitCode = 130;
     return;
@@ -790,32 +783,6 @@ async function exportClassifier(trained: FmnistEvalClassifier, dir: string,
 }
 
 // ====================================================================================== registration
-
-function intOption(what: string, min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min || n > max) throw new UserError(`${what} must be an integer in [${min}, ${max}], got '${value}'`);
-    return n;
-  };
-}
-
-function numberOption(what: string, min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!(Number.isFinite(n) && n >= min && n <= max)) throw new UserError(`${what} must be a number in [${min}, ${max}], got '${value}'`);
-    return n;
-  };
-}
-
-function numberList(what: string, min: number, integer: boolean) {
-  return (value: string): number[] => {
-    const parts = value.split(',').map((s) => Number(s.trim()));
-    if (parts.length === 0 || parts.some((n) => !Number.isFinite(n) || n < min || (integer && !Number.isSafeInteger(n)))) {
-      throw new UserError(`${what} must be comma-separated ${integer ? 'integers' : 'numbers'} ≥ ${min}, got '${value}'`);
-    }
-    return parts;
-  };
-}
 
 /** Checks that need several options together (commander checks them one by one). */
 function checkSamples(samples: number, batch: number, numClasses = FASHION_MNIST_CLASSES.length): void {
@@ -858,9 +825,9 @@ export function registerEvalCommands(program: Command): void {
     .option('--samples <n>', 'samples per setting', intOption('--samples', 1), 1000)
     .option('--ddpm-samples <n>', 'samples for DDPM 1000 steps (it costs 1000 model calls per sample; default --samples)', intOption('--ddpm-samples', 1))
     .option('--ddpm-steps <n>', 'steps of the DDPM row (1000: every training timestep, the reference)', intOption('--ddpm-steps', 1, 1000), 1000)
-    .option('--ddim-steps <list>', 'DDIM step counts', numberList('--ddim-steps', 1, true), [10, 20, 50, 100])
-    .option('--etas <list>', 'DDIM η values', numberList('--etas', 0, false), [0, 1])
-    .option('--scales <list>', 'CFG scales', numberList('--scales', 0, false), [0, 1, 3, 5, 7])
+    .option('--ddim-steps <list>', 'DDIM step counts', intListOption('--ddim-steps', 1), [10, 20, 50, 100])
+    .option('--etas <list>', 'DDIM η values', numberListOption('--etas', 0), [0, 1])
+    .option('--scales <list>', 'CFG scales', numberListOption('--scales', 0), [0, 1, 3, 5, 7])
     .option('--steps <n>', 'DDIM steps of the CFG table', intOption('--steps', 1, 1000), 50)
     .option('--guidance <s>', 'CFG scale of the steps table', numberOption('--guidance', 0, 100), 3)
     .option('--seed <n>', 'seed of the starting noise (the same for every setting)', intOption('--seed', 0), 0)
@@ -878,7 +845,7 @@ export function registerEvalCommands(program: Command): void {
       await runSweep(flags);
     });
 
-  evalCmd
+  const trainClassifierCmd = evalCmd
     .command('train-classifier')
     .description('train the evaluation classifier (shared training loop) and export it with its reference statistics')
     .option('-o, --out <dir>', 'run folder: checkpoint, metrics.jsonl, loss.png', 'runs/eval-classifier')
@@ -892,14 +859,11 @@ export function registerEvalCommands(program: Command): void {
     .option('--no-augment', 'no random flips and shifts')
     .option('--seed <n>', 'seed of the weights, data order and augmentation', intOption('--seed', 0), 0)
     .option('--data <dir>', 'folder of the Fashion-MNIST files')
-    .option('--floors <list>', 'sample counts whose FID floor ships with the classifier', numberList('--floors', 20, true), [1000, 10000])
+    .option('--floors <list>', 'sample counts whose FID floor ships with the classifier', intListOption('--floors', 20), [1000, 10000])
     .option('--resume', 'continue the run in --out with its own settings')
-    .option('--checkpoint-every <n>', 'save a checkpoint every n steps', intOption('--checkpoint-every', 0), 250)
     .option('--eval-every <n>', 'measure accuracy on --eval-limit test images every n steps (0: only at the end)', intOption('--eval-every', 0), 500)
-    .option('--eval-limit <n>', 'test images of the periodic accuracy', intOption('--eval-limit', 1, 10_000), 2000)
-    .option('--log-every <n>', 'write a metrics record every n steps', intOption('--log-every', 1), 10)
-    .option('--workers <n>', 'threads preparing batches', intOption('--workers', 0), 0)
-    .option('--no-progress', 'no progress line')
+    .option('--eval-limit <n>', 'test images of the periodic accuracy', intOption('--eval-limit', 1, 10_000), 2000);
+  addTrainingLoopOptions(trainClassifierCmd, { checkpointEvery: 250, logEvery: 10 })
     .addHelpText('after', '\nExample (what made models/fmnist-eval-classifier):\n' +
       '  VSS_NUM_THREADS=1 vss eval train-classifier --out runs/eval-classifier --export models/fmnist-eval-classifier')
     .action((flags: TrainClassifierFlags) => trainEvalClassifier(flags));

@@ -16,6 +16,7 @@ import { Progress, formatDuration } from '../train/progress.js';
 import { GenerationAbortedError, StableDiffusionPipeline, type GenerateOptions } from '../pipelines/stable_diffusion.js';
 import { samplerFromName } from '../diffusion/schedulers/index.js';
 import { UserError } from './errors.js';
+import { intOption, numberOption } from './options.js';
 import { BUNDLED_MODEL, type ClassifierLoader, classModelFolder, generateClassConditional } from './generate_class.js';
 
 interface GenerateFlags {
@@ -52,22 +53,6 @@ interface GenerateFlags {
 }
 
 const MAX_SIDE = 4096;
-
-function intOption(what: string, min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min || n > max) throw new UserError(`${what} must be an integer in ${min}…${max}, got '${value}'`);
-    return n;
-  };
-}
-
-function numberOption(what: string, min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!(Number.isFinite(n) && n >= min && n <= max)) throw new UserError(`${what} must be a number in [${min}, ${max}], got '${value}'`);
-    return n;
-  };
-}
 
 function sizeOption(what: string) {
   return (value: string): number => {
@@ -286,7 +271,7 @@ export function registerGenerateCommand(program: Command): void {
     .option('--steps <n>', 'sampling steps (class models: default the model\'s, 50)', intOption('--steps', 1, 1000), 20)
     .option('--cfg-scale <x>', 'classifier-free guidance scale (1 = off; class models: default the model\'s, 3)', numberOption('--cfg-scale', 0, 100), 7.5)
     .option('--sampler <name>', 'A1111 sampler name: "Euler a", "Euler", "DPM++ 2M Karras", "DDIM", "PLMS", "UniPC", … (default: the model\'s)')
-    .option('--seed <n>', 'random seed (default: a random one, printed and stored in the PNG)', intOption('--seed', 0, 2 ** 53 - 1))
+    .option('--seed <n>', 'random seed (default: a random one, printed and stored in the PNG)', intOption('--seed', 0))
     .option('--width <px>', 'image width, a multiple of 8 (default: the model\'s native size, or the init image\'s)', sizeOption('--width'))
     .option('--height <px>', 'image height, a multiple of 8', sizeOption('--height'))
     .option('--batch <n>', 'images per run (output-0.png, output-1.png, …)', intOption('--batch', 1, 64), 1)

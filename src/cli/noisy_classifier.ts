@@ -20,9 +20,11 @@ import { schedulerFromConfig } from '../diffusion/schedulers/index.js';
 import type { NoiseSchedule } from '../diffusion/schedules.js';
 import { NoisyClassifier, classifierGradientFrom } from '../models/noisy_classifier.js';
 import { augmentBatch } from '../train/vit.js';
-import { CHECKPOINT_FILE, Trainer, readCheckpointInfo } from '../train/loop.js';
+import { Trainer } from '../train/loop.js';
 import { openDataset } from './data.js';
 import { UserError } from './errors.js';
+import { intListOption, intOption, numberOption } from './options.js';
+import { addTrainingLoopOptions, givenOnCommandLine, locateRun, mergeWithSaved, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
 import { schedulerConfigFor } from './ddpm.js';
 
 export { classifierGradientFrom };
@@ -82,8 +84,12 @@ interface NoisyClassifierFlags {
   progress?: boolean;
 }
 
+/** Settings the saved state depends on: a resumed run must not change them. */
 const FIXED_ON_RESUME = ['dataset', 'size', 'batch', 'seed', 'channels', 'layersPerBlock'] as const;
-const KEY_FLAG: Record<string, string> = { layersPerBlock: 'layers', emaDecay: 'ema', evalTimesteps: 'evalT' };
+/** The options of the settings named otherwise. */
+const OPTION_OF: Record<string, string> = {
+  layersPerBlock: 'layers', emaDecay: 'ema', evalTimesteps: 'evalT', scheduleSource: 'schedule', schedulerConfig: 'schedule',
+};
 
 /** The scheduler config of a diffusion model folder (pipeline folder, run folder, or a scheduler folder). */
 export function schedulerConfigOf(folder: string): { config: Record<string, unknown>; file: string } {
@@ -105,15 +111,8 @@ export function schedulerConfigOf(folder: string): { config: Record<string, unkn
 }
 
 function resolveConfig(flags: NoisyClassifierFlags, cmd: Command): { config: NoisyClassifierRunConfig; out: string; resumeFrom: string | null } {
-  const given = (key: string) => cmd.getOptionValueSource(key) === 'cli';
-  const out = flags.out ?? (typeof flags.resume === 'string' ? path.dirname(flags.resume) : 'runs/noisy-classifier');
-  let resumeFrom: string | null = null;
-  if (flags.resume !== undefined && flags.resume !== false) {
-    resumeFrom = typeof flags.resume === 'string' ? flags.resume : path.join(out, CHECKPOINT_FILE);
-    if (!existsSync(resumeFrom)) {
-      throw new UserError(`nothing to resume: no checkpoint at ${resumeFrom}`, 'point --out at the run to continue, or start a new run without --resume');
-    }
-  }
+  const given = givenOnCommandLine(cmd);
+  const { out, resumeFrom } = locateRun(flags, 'runs/noisy-classifier');
   if (flags.like !== undefined && given('schedule')) {
     throw new UserError('--schedule and --like both set the noise schedule', 'give one: --like copies the diffusion model\'s own schedule');
   }
@@ -132,24 +131,16 @@ function resolveConfig(flags: NoisyClassifierFlags, cmd: Command): { config: Noi
     evalEvery: flags.evalEvery, logEvery: flags.logEvery,
   };
   if (resumeFrom) {
-    const saved = readCheckpointInfo(resumeFrom).config as Partial<NoisyClassifierRunConfig> | undefined;
-    if (saved?.model !== 'noisy-classifier') throw new UserError(`${resumeFrom} is not a noisy-classifier run`, 'resume it with the command that trained it');
+    const saved = savedRunConfig<NoisyClassifierRunConfig>(resumeFrom, 'noisy-classifier', 'a noisy-classifier run');
     const scheduleGiven = given('schedule') || flags.like !== undefined;
     if (scheduleGiven && saved.schedulerConfig && JSON.stringify(saved.schedulerConfig) !== JSON.stringify(config.schedulerConfig)) {
       throw new UserError(`the noise schedule (${config.scheduleSource}) differs from the run being resumed (${saved.scheduleSource})`,
         'leave --schedule and --like out, or start a new run in another --out folder');
     }
-    const merged = { ...config } as unknown as Record<string, unknown>;
-    for (const [key, value] of Object.entries(saved)) {
-      const flag = KEY_FLAG[key] ?? key;
-      if ((FIXED_ON_RESUME as readonly string[]).includes(key) && given(flag) && JSON.stringify(value) !== JSON.stringify(merged[key])) {
-        throw new UserError(`--${flag} ${JSON.stringify(merged[key])} differs from the run being resumed (${JSON.stringify(value)})`,
-          `leave --${flag} out, or start a new run in another --out folder`);
-      }
-      const isSchedule = key === 'schedulerConfig' || key === 'scheduleSource';
-      if (isSchedule ? !scheduleGiven : !given(flag)) merged[key] = value;
-    }
-    config = merged as unknown as NoisyClassifierRunConfig;
+    // The schedule's two settings come from the checkpoint unless --schedule or --like is given.
+    config = mergeWithSaved(config, saved, {
+      given: (option) => (option === 'schedule' ? scheduleGiven : given(option)), fixed: FIXED_ON_RESUME, optionOf: OPTION_OF,
+    });
   }
   const groups = 8;
   const badCh = config.channels.find((c) => c % groups !== 0);
@@ -226,9 +217,7 @@ async function trainNoisyClassifier(flags: NoisyClassifierFlags, cmd: Command): 
   const modelDir = path.join(out, 'model');
 
   const resumeHint = `vss train noisy-classifier --out ${out} --resume`;
-  if (!resumeFrom && existsSync(path.join(out, CHECKPOINT_FILE))) {
-    throw new UserError(`${out} already holds a training run`, `add --resume to continue it (${resumeHint}), or choose another --out folder`);
-  }
+  refuseExistingRun(out, resumeFrom, resumeHint);
   if (!resumeFrom) {
     console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter noise-aware classifier on ${config.dataset} ` +
       `(x_t of the ${config.scheduleSource} schedule, T = ${T}; batch ${config.batch}, ${config.steps} steps, ${backendName()} kernels) → ${out}`);
@@ -268,12 +257,7 @@ async function trainNoisyClassifier(flags: NoisyClassifierFlags, cmd: Command): 
     itemsInBatch: (b) => b.images.shape[0],
     progress: flags.progress === false ? false : undefined,
   });
-  let result;
-  try {
-    result = await trainer.run();
-  } finally {
-    await loader.close();
-  }
+  const result = await runTraining(trainer, loader);
   ema.copyTo(emaNet);
   if (!lastAccuracy && result.lastEval) lastAccuracy = accuracyFromMetrics(result.lastEval); // resumed after the last evaluation
   exportModel(result.step, result.elapsed);
@@ -283,34 +267,8 @@ async function trainNoisyClassifier(flags: NoisyClassifierFlags, cmd: Command): 
   if (!result.completed) process.exitCode = 130;
 }
 
-function intOption(what: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) throw new UserError(`${what} must be an integer ≥ ${min}, got '${value}'`);
-    return n;
-  };
-}
-
-function numberOption(what: string, min: number, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!(Number.isFinite(n) && n >= min && n <= max)) throw new UserError(`${what} must be a number in [${min}, ${max}], got '${value}'`);
-    return n;
-  };
-}
-
-function intList(what: string, min: number) {
-  return (value: string): number[] => {
-    const parts = value.split(',').map((s) => Number(s.trim()));
-    if (value.trim() === '' || parts.some((n) => !Number.isSafeInteger(n) || n < min)) {
-      throw new UserError(`${what} must be comma-separated integers ≥ ${min}, got '${value}'`);
-    }
-    return parts;
-  };
-}
-
 export function registerNoisyClassifierTrainCommand(trainCmd: Command): void {
-  trainCmd
+  const noisyClassifierCmd = trainCmd
     .command('noisy-classifier')
     .description('a noise-aware classifier p(y | x_t, t) on Fashion-MNIST, for classifier guidance of a diffusion model')
     .addOption(new Option('--dataset <name>', 'what to train on').choices(['fashion-mnist']).default('fashion-mnist'))
@@ -324,18 +282,15 @@ export function registerNoisyClassifierTrainCommand(trainCmd: Command): void {
     .option('--warmup <n>', 'warm-up steps', intOption('--warmup', 0), 50)
     .option('--ema <decay>', 'EMA decay of the evaluated and exported weights (ramped up over the first steps)', numberOption('--ema', 0, 1), 0.999)
     .option('--seed <n>', 'seed of the weights, data order and noise', intOption('--seed', 0), 0)
-    .option('--channels <list>', 'channels per level (multiples of 8); every level but the last halves the image', intList('--channels', 8), [32, 64, 64])
+    .option('--channels <list>', 'channels per level (multiples of 8); every level but the last halves the image', intListOption('--channels', 8), [32, 64, 64])
     .option('--layers <n>', 'resnet blocks per level', intOption('--layers', 1), 1)
     .option('--no-flip', 'no random horizontal flips of the training images')
-    .option('--eval-t <list>', 'timesteps at which test accuracy is measured', intList('--eval-t', 0), [0, 250, 500, 750])
+    .option('--eval-t <list>', 'timesteps at which test accuracy is measured', intListOption('--eval-t', 0), [0, 250, 500, 750])
     .option('--eval-limit <n>', 'test images used for each accuracy', intOption('--eval-limit', 1), 1000)
     .option('-o, --out <dir>', 'run folder (default runs/noisy-classifier); the model goes to <out>/model')
     .option('--resume [checkpoint]', 'continue the run in --out exactly where it stopped')
-    .option('--checkpoint-every <n>', 'save a checkpoint every n steps (0: only at the end)', intOption('--checkpoint-every', 0), 200)
-    .option('--eval-every <n>', 'measure test accuracy and export the model every n steps (0: only at the end)', intOption('--eval-every', 0), 200)
-    .option('--log-every <n>', 'write a metrics record every n steps', intOption('--log-every', 1), 10)
-    .option('--workers <n>', 'threads preparing batches ahead of the training loop', intOption('--workers', 0), 0)
-    .option('--no-progress', 'no progress line (the summary is still printed)')
+    .option('--eval-every <n>', 'measure test accuracy and export the model every n steps (0: only at the end)', intOption('--eval-every', 0), 200);
+  addTrainingLoopOptions(noisyClassifierCmd, { checkpointEvery: 200, logEvery: 10 })
     .addHelpText('after', '\nExamples:\n  vss train noisy-classifier --out runs/noisy-classifier           # cosine schedule, as vss train ddpm\n' +
       '  vss train noisy-classifier --like models/fmnist-ddpm --out runs/nc\n' +
       '  vss train noisy-classifier --out runs/noisy-classifier --resume  # after Ctrl-C')

@@ -2,16 +2,16 @@
  * `vss train <model>`: training runs with the shared loop. For now one model, `classifier`, a small
  * conv net on Fashion-MNIST or Shapes that shows the plumbing works end to end (it must learn).
  */
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
 import { type Command, Option } from 'commander';
 import { Rng, backendName } from '../engine/index.js';
 import { DataLoader, type Batch, FASHION_MNIST_CLASSES, SHAPE_NAMES } from '../data/index.js';
 import { AdamW, CosineSchedule } from '../optim/index.js';
 import { ConvClassifier, classifierStep, evaluateAccuracy, savePredictionGrid } from '../train/classifier.js';
-import { CHECKPOINT_FILE, Trainer, readCheckpointInfo } from '../train/loop.js';
+import { Trainer } from '../train/loop.js';
 import { openDataset } from './data.js';
 import { UserError } from './errors.js';
+import { intOption, positiveNumberOption } from './options.js';
+import { addTrainingLoopOptions, givenOnCommandLine, locateRun, mergeWithSaved, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
 import { registerDdpmTrainCommand } from './ddpm.js';
 import { registerNoisyClassifierTrainCommand } from './noisy_classifier.js';
 
@@ -54,22 +54,6 @@ interface ClassifierFlags {
   progress?: boolean;
 }
 
-function intOption(what: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) throw new UserError(`${what} must be an integer ≥ ${min}, got '${value}'`);
-    return n;
-  };
-}
-
-function positiveNumber(what: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!(Number.isFinite(n) && n > 0)) throw new UserError(`${what} must be a positive number, got '${value}'`);
-    return n;
-  };
-}
-
 /** Settings that must match the checkpoint being resumed (anything else may change). */
 const FIXED_ON_RESUME = ['dataset', 'batch', 'width', 'seed', 'maxObjects'] as const;
 
@@ -78,24 +62,7 @@ const FIXED_ON_RESUME = ['dataset', 'batch', 'width', 'seed', 'maxObjects'] as c
  * what was given must agree where the saved state depends on it.
  */
 function resolveConfig(flags: ClassifierFlags, cmd: Command): { config: ClassifierConfig; out: string; resumeFrom: string | null } {
-  const given = (key: string) => cmd.getOptionValueSource(key) === 'cli';
-  let resumeFrom: string | null = null;
-  let out = flags.out;
-  if (flags.resume !== undefined && flags.resume !== false) {
-    if (typeof flags.resume === 'string') {
-      resumeFrom = flags.resume;
-      out ??= path.dirname(flags.resume);
-    } else {
-      out ??= `runs/classifier-${flags.dataset}`;
-      resumeFrom = path.join(out, CHECKPOINT_FILE);
-    }
-    if (!existsSync(resumeFrom)) {
-      throw new UserError(`nothing to resume: no checkpoint at ${resumeFrom}`,
-        'point --out at the run to continue (or --resume <checkpoint>), or start a new run without --resume');
-    }
-  }
-  out ??= `runs/classifier-${flags.dataset}`;
-
+  const { out, resumeFrom } = locateRun(flags, `runs/classifier-${flags.dataset}`);
   let config: ClassifierConfig = {
     model: 'classifier', dataset: flags.dataset as ClassifierConfig['dataset'], steps: flags.steps, batch: flags.batch,
     lr: flags.lr, width: flags.width, seed: flags.seed, data: flags.data, evalLimit: flags.evalLimit,
@@ -103,19 +70,8 @@ function resolveConfig(flags: ClassifierFlags, cmd: Command): { config: Classifi
     evalEvery: flags.evalEvery, logEvery: flags.logEvery,
   };
   if (resumeFrom) {
-    const saved = readCheckpointInfo(resumeFrom).config as Partial<ClassifierConfig> | undefined;
-    if (saved?.model !== 'classifier') throw new UserError(`${resumeFrom} is not a classifier run`, 'resume it with the command that trained it');
-    for (const key of FIXED_ON_RESUME) {
-      if (given(key) && saved[key] !== config[key]) {
-        throw new UserError(`--${key} ${config[key]} differs from the run being resumed (${saved[key]})`,
-          `leave --${key} out to use the run's value, or start a new run in another --out folder`);
-      }
-    }
-    const merged = { ...config } as unknown as Record<string, unknown>;
-    for (const [key, value] of Object.entries(saved)) {
-      if (value !== undefined && !given(key)) merged[key] = value;
-    }
-    config = merged as unknown as ClassifierConfig;
+    const saved = savedRunConfig<ClassifierConfig>(resumeFrom, 'classifier', 'a classifier run');
+    config = mergeWithSaved(config, saved, { given: givenOnCommandLine(cmd), fixed: FIXED_ON_RESUME });
   }
   if (config.dataset !== 'fashion-mnist' && config.dataset !== 'shapes') {
     throw new UserError(`the classifier trains on fashion-mnist or shapes, not '${config.dataset}'`, 'use --dataset fashion-mnist or --dataset shapes');
@@ -148,9 +104,7 @@ async function trainClassifier(flags: ClassifierFlags, cmd: Command): Promise<vo
   };
 
   const resumeHint = `vss train classifier --out ${out} --resume`;
-  if (!resumeFrom && existsSync(path.join(out, CHECKPOINT_FILE))) {
-    throw new UserError(`${out} already holds a training run`, `add --resume to continue it (${resumeHint}), or choose another --out folder`);
-  }
+  refuseExistingRun(out, resumeFrom, resumeHint);
   if (!resumeFrom) {
     console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter classifier on ${config.dataset} ` +
       `(${trainSet.length} train / ${evalCount} test images, batch ${config.batch}, ${config.steps} steps, ${backendName()} kernels) → ${out}`);
@@ -177,12 +131,7 @@ async function trainClassifier(flags: ClassifierFlags, cmd: Command): Promise<vo
     },
     progress: flags.progress === false ? false : undefined,
   });
-  let result;
-  try {
-    result = await trainer.run();
-  } finally {
-    await loader.close();
-  }
+  const result = await runTraining(trainer, loader);
   if (result.completed && result.lastEval) {
     const acc = result.lastEval.test_accuracy;
     console.log(`test accuracy ${(100 * acc).toFixed(2)}% (${Math.round(acc * evalCount)}/${evalCount} ${config.dataset} test images) after ${result.step} steps`);
@@ -194,26 +143,23 @@ async function trainClassifier(flags: ClassifierFlags, cmd: Command): Promise<vo
 export function registerTrainCommand(program: Command): void {
   const trainCmd = program.command('train').description('train a model with the shared training loop (progress, metrics, checkpoints, --resume)');
 
-  trainCmd
+  const classifierCmd = trainCmd
     .command('classifier')
     .description('a small conv-net image classifier: the demonstration of the training plumbing')
     .addOption(new Option('--dataset <name>', 'what to classify (shapes: the first object\'s shape)').choices(['fashion-mnist', 'shapes']).default('fashion-mnist'))
     .option('--steps <n>', 'optimiser steps', intOption('--steps', 1), 1000)
     .option('--batch <n>', 'images per step', intOption('--batch', 1), 64)
-    .option('--lr <x>', 'peak learning rate (warm-up, then cosine decay)', positiveNumber('--lr'), 3e-3)
+    .option('--lr <x>', 'peak learning rate (warm-up, then cosine decay)', positiveNumberOption('--lr'), 3e-3)
     .option('--width <n>', 'channels of the first conv block (multiple of 4)', intOption('--width', 4), 16)
     .option('--seed <n>', 'seed of the initial weights and the data order', intOption('--seed', 0), 0)
     .option('-o, --out <dir>', 'run folder: checkpoint, metrics.jsonl, loss.png, samples/ (default runs/classifier-<dataset>)')
     .option('--resume [checkpoint]', 'continue the run in --out (or from the given checkpoint) exactly where it stopped')
     .option('--data <dir>', 'folder of the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)')
-    .option('--checkpoint-every <n>', 'save a checkpoint every n steps (0: only at the end)', intOption('--checkpoint-every', 0), 200)
     .option('--sample-every <n>', 'write a grid of test predictions every n steps (0: only at the end)', intOption('--sample-every', 0), 500)
     .option('--eval-every <n>', 'measure test accuracy every n steps (0: only at the end)', intOption('--eval-every', 0), 0)
     .option('--eval-limit <n>', 'test images used for the accuracy', intOption('--eval-limit', 1), 10_000)
-    .option('--log-every <n>', 'write a metrics record every n steps', intOption('--log-every', 1), 10)
-    .option('--max-objects <n>', 'shapes: objects per scene, 1 to 3 (with more, "first" is the one the caption names first)', intOption('--max-objects', 1), 3)
-    .option('--workers <n>', 'threads preparing batches ahead of the training loop', intOption('--workers', 0), 0)
-    .option('--no-progress', 'no progress line (the summary is still printed)')
+    .option('--max-objects <n>', 'shapes: objects per scene, 1 to 3 (with more, "first" is the one the caption names first)', intOption('--max-objects', 1), 3);
+  addTrainingLoopOptions(classifierCmd, { checkpointEvery: 200, logEvery: 10 })
     .addHelpText('after', '\nExamples:\n  vss train classifier --steps 1000 --out runs/fmnist\n  vss train classifier --out runs/fmnist --resume     # after Ctrl-C\n  vss train classifier --dataset shapes --steps 600')
     .action((flags: ClassifierFlags, cmd: Command) => trainClassifier(flags, cmd));
 

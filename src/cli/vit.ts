@@ -19,39 +19,12 @@ import { ViTForImageClassification, attentionRollout, stemSide, type ViTConfig }
 import {
   DEFAULT_AUGMENT, type Preprocessing, evaluateVit, exportVit, vitStep, weightDecayGroups, withEmaWeights,
 } from '../train/vit.js';
-import { CHECKPOINT_FILE, Trainer, readCheckpointInfo } from '../train/loop.js';
+import { Trainer } from '../train/loop.js';
 import { type Pixels, attentionGrid, blit, createRaster, decodePixels, makeGrid, overlayHeatmap, saveImage } from '../image/index.js';
 import { openDataset } from './data.js';
 import { UserError } from './errors.js';
-
-// ------------------------------------------------------------------ option parsing
-
-function intOption(what: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) throw new UserError(`${what} must be an integer ≥ ${min}, got '${value}'`);
-    return n;
-  };
-}
-
-function numberOption(what: string, min: number, max: number, maxInclusive = true) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!(Number.isFinite(n) && n >= min && (maxInclusive ? n <= max : n < max))) {
-      throw new UserError(`${what} must be a number in [${min}, ${max}${maxInclusive ? ']' : ')'}, got '${value}'`);
-    }
-    return n;
-  };
-}
-
-function intList(what: string) {
-  return (value: string): number[] => {
-    if (value.trim() === '' || value === 'none') return [];
-    const list = value.split(',').map((s) => Number(s.trim()));
-    if (!list.every((n) => Number.isSafeInteger(n) && n > 0)) throw new UserError(`${what} must be comma-separated positive integers (or 'none'), got '${value}'`);
-    return list;
-  };
-}
+import { intListOption, intOption, numberOption } from './options.js';
+import { addTrainingLoopOptions, givenOnCommandLine, locateRun, mergeWithSaved, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
 
 /** The repository (package) root, found from this file in src/ or dist/src/. */
 function packageRoot(): string {
@@ -118,37 +91,12 @@ interface VitFlags extends Omit<VitRunConfig, 'model' | 'dataset' | 'export' | '
 const FIXED_ON_RESUME = ['dataset', 'batch', 'patch', 'dim', 'depth', 'heads', 'mlp', 'stem', 'pos', 'pool', 'seed'] as const;
 
 function resolveVitConfig(flags: VitFlags, cmd: Command): { config: VitRunConfig; out: string; resumeFrom: string | null } {
-  const given = (key: string) => cmd.getOptionValueSource(key) === 'cli';
-  let out = flags.out;
-  let resumeFrom: string | null = null;
-  if (flags.resume !== undefined && flags.resume !== false) {
-    if (typeof flags.resume === 'string') {
-      resumeFrom = flags.resume;
-      out ??= path.dirname(flags.resume);
-    } else {
-      out ??= 'runs/vit-fashion-mnist';
-      resumeFrom = path.join(out, CHECKPOINT_FILE);
-    }
-    if (!existsSync(resumeFrom)) {
-      throw new UserError(`nothing to resume: no checkpoint at ${resumeFrom}`,
-        'point --out at the run to continue (or --resume <checkpoint>), or start a new run without --resume');
-    }
-  }
-  out ??= 'runs/vit-fashion-mnist';
+  const { out, resumeFrom } = locateRun(flags, 'runs/vit-fashion-mnist');
   const { out: _o, resume: _r, workers: _w, progress: _p, ...rest } = flags;
   let config: VitRunConfig = { ...rest, model: 'vit', dataset: 'fashion-mnist', export: flags.export ?? path.join(out, 'model') };
   if (resumeFrom) {
-    const saved = readCheckpointInfo(resumeFrom).config as Partial<VitRunConfig> | undefined;
-    if (saved?.model !== 'vit') throw new UserError(`${resumeFrom} is not a ViT run`, 'resume it with the command that trained it');
-    for (const key of FIXED_ON_RESUME) {
-      if (given(key) && JSON.stringify(saved[key]) !== JSON.stringify(config[key])) {
-        throw new UserError(`--${key} ${config[key]} differs from the run being resumed (${saved[key]})`,
-          `leave --${key} out to use the run's value, or start a new run in another --out folder`);
-      }
-    }
-    const merged = { ...config } as unknown as Record<string, unknown>;
-    for (const [key, value] of Object.entries(saved)) if (value !== undefined && !given(key)) merged[key] = value;
-    config = merged as unknown as VitRunConfig;
+    const saved = savedRunConfig<VitRunConfig>(resumeFrom, 'vit', 'a ViT run');
+    config = mergeWithSaved(config, saved, { given: givenOnCommandLine(cmd), fixed: FIXED_ON_RESUME });
   }
   if (flags.dataset !== 'fashion-mnist') throw new UserError(`vss train vit trains on fashion-mnist, not '${flags.dataset}'`, 'use --dataset fashion-mnist');
   const side = stemSide(28, config.stem.length);
@@ -194,9 +142,7 @@ async function trainVit(flags: VitFlags, cmd: Command): Promise<void> {
   };
 
   const resumeHint = `vss train vit --out ${out} --resume`;
-  if (!resumeFrom && existsSync(path.join(out, CHECKPOINT_FILE))) {
-    throw new UserError(`${out} already holds a training run`, `add --resume to continue it (${resumeHint}), or choose another --out folder`);
-  }
+  refuseExistingRun(out, resumeFrom, resumeHint);
   if (!resumeFrom) {
     const tokens = (stemSide(28, config.stem.length) / config.patch) ** 2 + 1;
     console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter ViT (patch ${config.patch}: ${tokens} tokens, dim ${config.dim}, ` +
@@ -218,12 +164,7 @@ async function trainVit(flags: VitFlags, cmd: Command): Promise<void> {
     },
     progress: flags.progress === false ? false : undefined,
   });
-  let result;
-  try {
-    result = await trainer.run();
-  } finally {
-    await loader.close();
-  }
+  const result = await runTraining(trainer, loader);
   if (!result.completed) {
     process.exitCode = 130; // stopped by Ctrl-C: ends like an interrupted program, after saving
     return;
@@ -424,7 +365,7 @@ function subgroup(program: Command, name: string, description: string): Command 
 }
 
 export function registerVitCommands(program: Command): void {
-  subgroup(program, 'train', 'train a model with the shared training loop (progress, metrics, checkpoints, --resume)')
+  const trainVitCmd = subgroup(program, 'train', 'train a model with the shared training loop (progress, metrics, checkpoints, --resume)')
     .command('vit')
     .description('a Vision Transformer classifier on Fashion-MNIST (augmentation, label smoothing, AdamW + cosine, EMA), exported as f16')
     .addOption(new Option('--dataset <name>', 'what to train on').choices(['fashion-mnist']).default('fashion-mnist'))
@@ -438,13 +379,13 @@ export function registerVitCommands(program: Command): void {
     .option('--depth <n>', 'transformer blocks', intOption('--depth', 1), 6)
     .option('--heads <n>', 'attention heads', intOption('--heads', 1), 4)
     .option('--mlp <n>', 'MLP hidden size', intOption('--mlp', 1), 256)
-    .option('--stem <channels>', "hybrid conv stem: channels of its stride-2 3×3 convs, comma-separated ('none': plain ViT)", intList('--stem'), [32, 64, 128])
+    .option('--stem <channels>', "hybrid conv stem: channels of its stride-2 3×3 convs, comma-separated ('none': plain ViT)", intListOption('--stem', 1, { allowNone: true }), [32, 64, 128])
     .addOption(new Option('--pos <kind>', 'position embeddings').choices(['learned', 'sincos']).default('learned'))
     .addOption(new Option('--pool <kind>', 'what the classifier reads: the CLS token or the mean of the patch tokens').choices(['cls', 'mean']).default('mean'))
-    .option('--drop-path <p>', 'stochastic depth rate of the last block', numberOption('--drop-path', 0, 1, false), 0)
-    .option('--dropout <p>', 'dropout after embeddings, attention and MLP', numberOption('--dropout', 0, 1, false), 0)
-    .option('--label-smoothing <x>', 'label smoothing of the cross-entropy', numberOption('--label-smoothing', 0, 1, false), 0.1)
-    .option('--ema-decay <x>', 'decay of the weight EMA used for evaluation and export', numberOption('--ema-decay', 0, 1, false), 0.999)
+    .option('--drop-path <p>', 'stochastic depth rate of the last block', numberOption('--drop-path', 0, 1, '[)'), 0)
+    .option('--dropout <p>', 'dropout after embeddings, attention and MLP', numberOption('--dropout', 0, 1, '[)'), 0)
+    .option('--label-smoothing <x>', 'label smoothing of the cross-entropy', numberOption('--label-smoothing', 0, 1, '[)'), 0.1)
+    .option('--ema-decay <x>', 'decay of the weight EMA used for evaluation and export', numberOption('--ema-decay', 0, 1, '[)'), 0.999)
     .option('--crop-padding <n>', 'random crop after padding this many pixels (0: off)', intOption('--crop-padding', 0), 2)
     .option('--crop-prob <p>', 'fraction of images that get the random crop', numberOption('--crop-prob', 0, 1), 0.3)
     .option('--no-flip', 'no random horizontal flips')
@@ -454,12 +395,9 @@ export function registerVitCommands(program: Command): void {
     .option('--export <dir>', 'where the final model goes (config.json + f16 model.safetensors; default <out>/model)')
     .option('--resume [checkpoint]', 'continue the run in --out (or from the given checkpoint) exactly where it stopped')
     .option('--data <dir>', 'folder of the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)')
-    .option('--checkpoint-every <n>', 'save a checkpoint every n steps (0: only at the end)', intOption('--checkpoint-every', 0), 500)
     .option('--eval-every <n>', 'test accuracy (EMA and raw weights) every n steps (0: only at the end)', intOption('--eval-every', 0), 1000)
-    .option('--eval-limit <n>', 'test images used for the accuracy', intOption('--eval-limit', 1), 10_000)
-    .option('--log-every <n>', 'write a metrics record every n steps', intOption('--log-every', 1), 20)
-    .option('--workers <n>', 'threads preparing batches ahead of the training loop', intOption('--workers', 0), 0)
-    .option('--no-progress', 'no progress line (the summary is still printed)')
+    .option('--eval-limit <n>', 'test images used for the accuracy', intOption('--eval-limit', 1), 10_000);
+  addTrainingLoopOptions(trainVitCmd, { checkpointEvery: 500, logEvery: 20 })
     .addHelpText('after', '\nExamples:\n  vss train vit --out runs/vit                        # the bundled recipe\n' +
       '  vss train vit --out runs/vit --resume               # after Ctrl-C\n' +
       '  vss train vit --patch 4 --stem none --steps 300     # a plain ViT (49 patches of 4×4), quick look')
