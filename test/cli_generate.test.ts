@@ -61,10 +61,11 @@ test('img2img with a mask, previews and a denoising strip', () => {
   assert.ok(readPngSize(fs.readFileSync(at('i-strip.png'))).width > 2 * 32);
 });
 
-test('clear errors: no model, impossible sizes, options that need others', () => {
+test('clear errors: a prompt the bundled model cannot draw, impossible sizes, options that need others', () => {
   const none = vss('generate', 'a cat');
   assert.equal(none.status, 1);
-  assert.match(none.stderr, /vss: no model given: vss does not ship a bundled model yet\nhint: point --model at Stable Diffusion 1\.x\/2\.x weights/);
+  assert.match(none.stderr, /vss: the prompt 'a cat' names none of this model's classes\nhint: it knows: T-shirt\/top, Trouser, .*Ankle boot/);
+  assert.match(vss('generate', '--model', MODEL, 'x', '--class', 'coat').stderr, /--class works with class-conditional models/);
   const odd = vss('generate', '--model', MODEL, 'x', '--width', '100');
   assert.equal(odd.status, 1);
   assert.match(odd.stderr, /--width 100 is not a multiple of 8 .*\nhint: try 104/);
