@@ -52,35 +52,20 @@ export interface DdpmRunConfig {
   logEvery: number;
 }
 
-interface DdpmFlags {
+/** The command line: the run's settings under their flag names, plus what a run does not store. */
+type DdpmFlags = Omit<DdpmRunConfig, 'model' | 'dataset' | 'emaDecay' | 'layersPerBlock' | 'attentionLevels' | 'prediction' | 'minSnr' | 'schedule'> & {
   dataset: string;
-  data?: string;
-  size: number;
-  steps: number;
-  batch: number;
-  lr: number;
-  warmup: number;
   ema: number;
-  clip: number;
-  seed: number;
-  channels: number[];
   layers: number;
   attention: number[];
-  headDim: number;
-  dropout: number;
-  classDropout: number;
   prediction: string;
   minSnr: number;
   schedule: string;
-  flip: boolean;
   out?: string;
   resume?: boolean | string;
-  checkpointEvery: number;
-  sampleEvery: number;
-  logEvery: number;
   workers: number;
   progress?: boolean;
-}
+};
 
 /** Settings the saved state depends on: a resumed run must not change them. */
 const FIXED_ON_RESUME = ['dataset', 'size', 'batch', 'seed', 'channels', 'layersPerBlock', 'attentionLevels', 'headDim',

@@ -59,7 +59,11 @@ export interface ClassConditionalGenerateOptions {
 }
 
 export class ClassConditionalPipeline {
+  /** The training noise schedule, built once (guidance reads it every step). */
+  readonly schedule: NoiseSchedule;
+
   constructor(readonly unet: UNet2DModel, readonly schedulerConfig: Record<string, unknown>, readonly info: ClassConditionalInfo) {
+    this.schedule = schedulerFromConfig(schedulerConfig).schedule;
     const n = unet.config.numClassEmbeds;
     if (n !== null && n !== info.classNames.length + 1) {
       throw new Error(`${PIPELINE_CLASS}: the U-Net has ${n} class embeddings, expected ${info.classNames.length + 1} (${info.classNames.length} classes + the null class)`);
@@ -71,7 +75,6 @@ export class ClassConditionalPipeline {
   get nullClass(): number { return this.info.classNames.length; }
   get conditional(): boolean { return this.unet.config.numClassEmbeds !== null; }
   get prediction(): PredictionType { return (this.schedulerConfig.prediction_type as PredictionType | undefined) ?? 'epsilon'; }
-  get schedule(): NoiseSchedule { return schedulerFromConfig(this.schedulerConfig).schedule; }
 
   /** Is `dir` a folder this class loads? */
   static isPipelineFolder(dir: string): boolean {
@@ -98,7 +101,6 @@ export class ClassConditionalPipeline {
     const schedulerFile = path.join(dir, 'scheduler', 'scheduler_config.json');
     if (!fs.existsSync(schedulerFile)) throw new Error(`${dir}: missing scheduler/scheduler_config.json`);
     const schedulerConfig = JSON.parse(fs.readFileSync(schedulerFile, 'utf8')) as Record<string, unknown>;
-    schedulerFromConfig(schedulerConfig); // validates it
     const unet = UNet2DModel.fromPretrained(path.join(dir, 'unet'), { dtype: 'f32' });
     unet.eval();
     return new ClassConditionalPipeline(unet, schedulerConfig, info);
