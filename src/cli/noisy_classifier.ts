@@ -58,31 +58,20 @@ export interface NoisyClassifierRunConfig {
   logEvery: number;
 }
 
-interface NoisyClassifierFlags {
+/** The command line: the run's settings under their flag names, plus what a run does not store. */
+type NoisyClassifierFlags = Omit<NoisyClassifierRunConfig,
+  'model' | 'dataset' | 'emaDecay' | 'layersPerBlock' | 'scheduleSource' | 'schedulerConfig' | 'evalTimesteps'> & {
   dataset: string;
-  data?: string;
-  size: number;
-  steps: number;
-  batch: number;
-  lr: number;
-  warmup: number;
   ema: number;
-  seed: number;
-  channels: number[];
   layers: number;
   schedule: string;
   like?: string;
-  flip: boolean;
   evalT: number[];
-  evalLimit: number;
   out?: string;
   resume?: boolean | string;
-  checkpointEvery: number;
-  evalEvery: number;
-  logEvery: number;
   workers: number;
   progress?: boolean;
-}
+};
 
 /** Settings the saved state depends on: a resumed run must not change them. */
 const FIXED_ON_RESUME = ['dataset', 'size', 'batch', 'seed', 'channels', 'layersPerBlock'] as const;
