@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Rng, Tensor, mul, randn, sin, tanh, zeros } from '../src/engine/index.js';
+import { Rng, Tensor, mul, randn, sin, tanh, tensor, zeros } from '../src/engine/index.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import {
   SCHEDULER_CLASS_NAMES, samplerFromName, schedulerFromConfig, type Scheduler,
@@ -312,4 +312,24 @@ test('samplers denoise: an exact model of a one-point data set takes every varia
     ctx.diagnostic(`${label.padEnd(40)} ${err.toExponential(2)}`);
     assert.ok(err < (tol === -1 ? 1e-4 : tol ?? 1e-4), `${label}: ended ${err.toExponential(2)} away from its target`);
   }
+});
+
+test('DDIM useClippedModelOutput: ε re-derived from the clipped x̂_0 (GLIDE); unchanged when nothing is clipped', () => {
+  const ddim = new DDIMScheduler({ ...SD_CONFIG, clip_sample: true, clip_sample_range: 1 });
+  ddim.setTimesteps(10);
+  const t = ddim.timesteps[1], tPrev = ddim.timesteps[2];
+  const a = ddim.schedule.alphasCumprod[t], aPrev = ddim.schedule.alphasCumprod[tPrev];
+  const x = tensor([[0.5, -0.2]]);
+  // ε chosen so x̂_0 = (x − √(1−ᾱ) ε)/√ᾱ is 3 (clipped to 1) in the first element and 0.1 in the second.
+  const x0Wanted = [3, 0.1];
+  const eps = tensor([[0, 1].map((i) => (x.toFloat32Array()[i] - Math.sqrt(a) * x0Wanted[i]) / Math.sqrt(1 - a))]);
+  const plain = ddim.step(eps, t, x).prevSample.toFloat32Array();
+  const clipped = ddim.step(eps, t, x, { useClippedModelOutput: true }).prevSample.toFloat32Array();
+  const xs = x.toFloat32Array(), es = eps.toFloat32Array();
+  // element 0: x̂_0 = 1; default keeps the raw ε, the option re-derives ε' = (x − √ᾱ)/√(1−ᾱ)
+  const epsClipped = (xs[0] - Math.sqrt(a)) / Math.sqrt(1 - a);
+  assert.ok(Math.abs(plain[0] - (Math.sqrt(aPrev) + Math.sqrt(1 - aPrev) * es[0])) < 1e-5);
+  assert.ok(Math.abs(clipped[0] - (Math.sqrt(aPrev) + Math.sqrt(1 - aPrev) * epsClipped)) < 1e-5);
+  // element 1 is inside the range: both variants agree
+  assert.ok(Math.abs(plain[1] - clipped[1]) < 1e-5);
 });

@@ -177,7 +177,7 @@ export class ClassConditionalPipeline {
       if (o.classifierGuidance && o.classifierGuidance.scale !== 0 && anyConditional) {
         out = this.applyClassifierGuidance(out, input, tInt, o.labels, o.classifierGuidance);
       }
-      const r = scheduler.step(out, t, x, { rng: o.rng, eta: o.eta });
+      const r = scheduler.step(out, t, x, { rng: o.rng, eta: o.eta, useClippedModelOutput: true });
       x = r.prevSample;
       if (o.onStep && o.onStep(i, steps.length, x, r.predOriginalSample ?? null) === false) break;
     }

@@ -26,6 +26,11 @@ export interface StepOptions {
   noise?: Tensor;
   /** DDIM only: η of the step (overrides the config's `eta`); 0 is deterministic DDIM, 1 is DDPM-like. */
   eta?: number;
+  /**
+   * DDIM only: re-derive ε̂ from the clipped x̂_0 (GLIDE; diffusers' `use_clipped_model_output`). Off by default
+   * as in diffusers; a guided sampler wants it on, since an extrapolated ε̂ otherwise pushes x_t off the data range.
+   */
+  useClippedModelOutput?: boolean;
 }
 
 export interface StepOutput {

@@ -50,8 +50,9 @@ export class DDIMScheduler extends BaseScheduler<DDIMConfig> {
     const aPrev = tPrev >= 0 ? this.schedule.alphasCumprod[tPrev] : this.finalAlphaCumprod;
     // 3. predicted x_0 ("predicted x_0" term of eq. 12) and ε, from the model's parameterisation
     let { x0, eps } = predictX0Eps(c.predictionType, modelOutput, x, Math.sqrt(aT), Math.sqrt(1 - aT));
-    // 4. optional clipping of x_0; diffusers keeps the unclipped ε for the direction term
+    // 4. optional clipping of x_0; diffusers keeps the unclipped ε for the direction term unless asked
     x0 = this.clipX0(x0);
+    if (opts.useClippedModelOutput) eps = axpby(1 / Math.sqrt(1 - aT), x, -Math.sqrt(aT / (1 - aT)), x0);
     // 5. σ_t(η), eq. 16
     const std = eta * Math.sqrt(this.variance(aT, aPrev));
     // 6. eq. 12: x_{t−1} = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev − σ_t²) ε̂ + σ_t z
