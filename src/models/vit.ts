@@ -508,16 +508,58 @@ class ViTEncoder extends Module {
   }
 }
 
-class ViTModel extends Module {
+/** transformers' ViTPooler: tanh(dense(CLS row)). Kept for the weight layout of `ViTModel(add_pooling_layer=True)`. */
+export class ViTPooler extends Module {
+  dense: Linear;
+
+  constructor(hiddenSize: number, outputSize: number, { rng }: Init) {
+    super();
+    this.dense = initLinear(new Linear(hiddenSize, outputSize, { rng }), rng);
+  }
+
+  /** lastHiddenState [B, T, D] → [B, outputSize]. */
+  forward(lastHiddenState: Tensor): Tensor {
+    return this.dense.forward(lastHiddenState.narrow(1, 0, 1).squeeze(1)).tanh();
+  }
+}
+
+/**
+ * The bare encoder (transformers' `ViTModel`): embeddings → blocks → final LayerNorm. `poolerOutputSize`
+ * adds the pooler, as `ViTModel(add_pooling_layer=True)` has it (e.g. the encoder of a
+ * VisionEncoderDecoderModel); the classifier model has none.
+ */
+export class ViTModel extends Module {
   embeddings: ViTEmbeddings;
   encoder: ViTEncoder;
   layernorm: LayerNorm;
+  pooler: ViTPooler | null;
+  readonly config: ViTConfig;
 
-  constructor(cfg: ViTConfig, init: Init) {
+  constructor(cfg: ViTConfig, init: Init, opts: { poolerOutputSize?: number | null } = {}) {
     super();
+    validateViTConfig(cfg);
+    this.config = cfg;
     this.embeddings = new ViTEmbeddings(cfg, init);
     this.encoder = new ViTEncoder(cfg, init);
     this.layernorm = new LayerNorm(cfg.hiddenSize, { eps: cfg.layerNormEps });
+    this.pooler = opts.poolerOutputSize ? new ViTPooler(cfg.hiddenSize, opts.poolerOutputSize, init) : null;
+  }
+
+  /** pixels [B, C, H, W] → lastHiddenState [B, 1 + gh·gw, D] (after the final LayerNorm; row 0 is CLS). */
+  forward(pixels: Tensor, opts: ViTForwardOptions = {}): Omit<ViTOutputs, 'logits'> {
+    if (pixels.ndim !== 4) throw new Error(`ViT: expected images [B, C, H, W], got [${pixels.shape}]`);
+    const want = opts.outputAttentions ?? false;
+    const { tokens, grid } = this.embeddings.forward(pixels.to('f32'));
+    let x = tokens;
+    const hiddenStates = [x];
+    const attentions: Tensor[] = [];
+    for (const layer of this.encoder.layer) {
+      const r = layer.forward(x, want);
+      x = r.hidden;
+      hiddenStates.push(x);
+      if (r.probs) attentions.push(r.probs);
+    }
+    return { lastHiddenState: this.layernorm.forward(x), hiddenStates, attentions: want ? attentions : null, grid };
   }
 }
 
