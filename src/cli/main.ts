@@ -11,6 +11,7 @@ import { registerVitCommands } from './vit.js';
 import { registerGenerateCommand } from './generate.js';
 import { registerDiffusionCommand } from './diffusion.js';
 import { registerEvalCommands } from './eval.js';
+import { registerCaptionCommands } from './caption.js';
 
 function engineInfo(): Record<string, unknown> {
   const native = nativeAvailable();
@@ -82,6 +83,7 @@ export async function main(argv: string[]): Promise<void> {
   registerGenerateCommand(program);
   registerDiffusionCommand(program);
   registerEvalCommands(program);
+  registerCaptionCommands(program);
 
   await program.parseAsync(argv);
 }

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 // rng.js directly, not the engine index: worker threads load this module and need no kernels.
 import { Rng } from '../engine/rng.js';
+import { fashionMnistDescription } from './fashion_captions.js';
 import { readIdx } from './idx.js';
 import {
   type Dataset, type DatasetSpec, type PixelRange, type Sample, type SampleContext,
@@ -45,6 +46,11 @@ export interface FashionMnistOptions {
   fit?: 'pad' | 'resize';
   /** Seed of the caption template choice. */
   captionSeed?: number;
+  /**
+   * 'prompt' (default): "a photo of a sneaker" and the like, for text-conditioned generation;
+   * 'describe': a per-class description ("a running shoe", see fashion_captions.ts), for captioning.
+   */
+  captions?: 'prompt' | 'describe';
   /** Use only the first `limit` samples (quick experiments). */
   limit?: number;
   /** Already-parsed files shared with a worker thread by `spec()` (not for users). */
@@ -145,6 +151,9 @@ export class FashionMnist implements Dataset {
     if (!Number.isInteger(this.size) || this.size < 1) throw new Error(`Fashion-MNIST size must be a positive integer, got ${this.size}`);
     if (fit === 'pad' && this.size < SIDE) throw new Error(`cannot pad 28×28 images to ${this.size}: use fit 'resize' to shrink`);
     this.map = rangeMapper(options.range);
+    if (options.captions !== undefined && options.captions !== 'prompt' && options.captions !== 'describe') {
+      throw new Error(`Fashion-MNIST captions must be 'prompt' or 'describe', got '${String(options.captions)}'`);
+    }
     this.raw = options.preloaded ?? loadSplit(this.dir, this.split);
     const limit = options.limit ?? this.raw.count;
     this.length = Math.max(0, Math.min(limit, this.raw.count));
@@ -180,7 +189,8 @@ export class FashionMnist implements Dataset {
       for (let i = 0; i < image.length; i++) image[i] = (resized[i] / 255) * scale + shift;
     }
     const rng = new Rng(derivedSeed(this.options.captionSeed ?? 0, CAPTION_STREAM + (ctx?.epoch ?? 0), index));
-    return { image, shape: [1, size, size], label, caption: fashionMnistCaption(label, rng) };
+    const caption = this.options.captions === 'describe' ? fashionMnistDescription(label, rng) : fashionMnistCaption(label, rng);
+    return { image, shape: [1, size, size], label, caption };
   }
 
   spec(): DatasetSpec {

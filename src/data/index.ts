@@ -7,3 +7,5 @@ export * from './image_folder.js';
 export { collate, type RawBatch } from './collate.js';
 export * from './loader.js';
 export * from './registry.js';
+export * from './fashion_captions.js';
+export * from './shapes_captions.js';
