@@ -164,6 +164,17 @@ test('vss eval ddpm on a tiny untrained model prints FID with its floor, class a
   assert.doesNotMatch(again.stderr, /measuring the FID floor/);
   const k = JSON.parse(fs.readFileSync(at('again.json'), 'utf8'));
   assert.ok(Math.abs(k.fid - j.fid) < 1e-3 && k.fid_floor === j.fid_floor, `${k.fid} vs ${j.fid}`);
+
+  // Classifier guidance by the shipped noise-aware classifier: recorded, and it changes the samples.
+  const guided = vssEval('ddpm', '--model', model, '--samples', '30', '--steps', '2', '--batch', '30', '--no-progress',
+    '--guide-classifier', path.join(root, 'models', 'fmnist-noisy-classifier'), '--guide-scale', '20', '--json', at('guided.json'));
+  assert.equal(guided.status, 0, guided.stderr);
+  assert.match(guided.stdout, /CFG 3, classifier guidance 20/);
+  const g = JSON.parse(fs.readFileSync(at('guided.json'), 'utf8'));
+  assert.equal(g.classifier_guidance, 20);
+  assert.ok(Math.abs(g.fid - j.fid) > 1e-3, `guided FID ${g.fid} equals unguided ${j.fid}`);
+  const noClassifier = vssEval('ddpm', '--model', model, '--samples', '30', '--guide-classifier', at('nowhere'));
+  assert.match(noClassifier.stderr, /vss: no classifier at .*nowhere\nhint:/);
 });
 
 test('vss eval sweep writes the steps and CFG tables, JSON and plots, and keeps finished rows', { skip: noData }, () => {

@@ -24,7 +24,7 @@ import { getNumThreads } from '../engine/backend/native.js';
 import { DataLoader, type Batch, type Dataset, FASHION_MNIST_CLASSES } from '../data/index.js';
 import { AdamW, CosineSchedule } from '../optim/index.js';
 import { makeGrid, saveImage, saveLinePlot, tensorToPixels, writeFileAtomic } from '../image/index.js';
-import { ClassConditionalPipeline } from '../pipelines/class_conditional.js';
+import { ClassConditionalPipeline, type ClassifierGradient } from '../pipelines/class_conditional.js';
 import { Trainer } from '../train/loop.js';
 import { Progress, formatDuration } from '../train/progress.js';
 import { FeatureAccumulator, frechetDistance } from '../eval/frechet.js';
@@ -33,6 +33,7 @@ import {
   type LabelledStats, WEIGHTS_FILE, classifierTrainStep, labelledStats, loadReference, readImages, saveReference,
 } from '../eval/fmnist_classifier.js';
 import { openDataset } from './data.js';
+import { loadNoisyClassifier } from './generate.js';
 import { UserError } from './errors.js';
 import { intListOption, intOption, numberListOption, numberOption } from './options.js';
 import { addTrainingLoopOptions, locateRun, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
@@ -290,6 +291,8 @@ export interface SamplerSetting {
   steps: number;
   eta: number;
   guidance: number;
+  /** Classifier guidance scale (0 or absent: none); the classifier comes in RunOptions. */
+  classifierScale?: number;
 }
 
 export interface EvalRun extends Scores {
@@ -316,6 +319,8 @@ interface RunOptions {
   progress: string | false;
   /** Keep this many samples per class for a grid. */
   keepPerClass?: number;
+  /** ∇ log p(y | x_t) of a noise-aware classifier, for settings with a classifier scale. */
+  classifierGradient?: ClassifierGradient;
 }
 
 /**
@@ -346,6 +351,7 @@ async function sampleAndScore(pipe: ClassConditionalPipeline, ev: Evaluator, set
       const t0 = performance.now();
       const images = pipe.generate({
         labels, sampler: setting.sampler, steps: setting.steps, eta: setting.eta, guidanceScale: setting.guidance, noise, rng: stepRng,
+        classifierGuidance: o.classifierGradient && setting.classifierScale ? { gradient: o.classifierGradient, scale: setting.classifierScale } : undefined,
       });
       samplingSeconds += (performance.now() - t0) / 1000;
       const fitted = fitToClassifier(images, ev.model.config.imageSize);
@@ -389,7 +395,8 @@ function openPipeline(dir: string, numClasses: number, classNames: readonly stri
 
 function settingLabel(s: SamplerSetting): string {
   const eta = s.sampler.toUpperCase() === 'DDIM' ? `, η ${s.eta}` : '';
-  return `${s.sampler} ${s.steps} steps${eta}, CFG ${s.guidance}`;
+  const cg = s.classifierScale ? `, classifier guidance ${s.classifierScale}` : '';
+  return `${s.sampler} ${s.steps} steps${eta}, CFG ${s.guidance}${cg}`;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -412,6 +419,8 @@ interface DdpmEvalFlags {
   steps: number;
   eta: number;
   guidance: number;
+  guideClassifier?: string;
+  guideScale: number;
   seed: number;
   batch: number;
   classifier: string;
@@ -444,7 +453,7 @@ function printRun(run: EvalRun, ev: Evaluator, modelDir: string): void {
 function runToJson(run: EvalRun): Record<string, unknown> {
   return {
     sampler: run.setting.sampler, steps: run.setting.steps, eta: run.setting.eta, guidance: run.setting.guidance,
-    samples: run.samples, seed: run.seed, fid: run.fid, fid_mean_term: run.fidMeanTerm, fid_cov_term: run.fidCovTerm,
+    classifier_guidance: run.setting.classifierScale ?? 0, samples: run.samples, seed: run.seed, fid: run.fid, fid_mean_term: run.fidMeanTerm, fid_cov_term: run.fidCovTerm,
     fid_floor: run.floor, class_accuracy: run.classAccuracy, seconds_per_sample: run.secondsPerSample, sampling_seconds: run.samplingSeconds,
     per_class: run.perClass.map((c) => ({
       class: c.class, samples: c.samples, accuracy: c.accuracy, fid: c.fid, fid_floor: c.floor,
@@ -459,9 +468,15 @@ async function evalDdpm(flags: DdpmEvalFlags): Promise<void> {
   const pipe = openPipeline(flags.model, ev.numClasses, ev.classNames);
   const setting: SamplerSetting = { sampler: flags.sampler, steps: flags.steps, eta: flags.eta, guidance: flags.guidance };
   checkSampler(pipe, setting);
+  let classifierGradient: ClassifierGradient | undefined;
+  if (flags.guideClassifier) {
+    if (!fs.existsSync(flags.guideClassifier)) throw new UserError(`no classifier at ${flags.guideClassifier}`, 'pass a noise-aware classifier folder, e.g. models/fmnist-noisy-classifier');
+    classifierGradient = await loadNoisyClassifier(flags.guideClassifier, pipe.schedulerConfig);
+    setting.classifierScale = flags.guideScale;
+  }
   const keepPerClass = flags.grid ? 8 : 0;
   const { run, kept } = await sampleAndScore(pipe, ev, setting, {
-    samples: flags.samples, batch: flags.batch, seed: flags.seed, progress: flags.progress === false ? false : 'sampling', keepPerClass,
+    samples: flags.samples, batch: flags.batch, seed: flags.seed, progress: flags.progress === false ? false : 'sampling', keepPerClass, classifierGradient,
   }, log);
   printRun(run, ev, flags.model);
   if (flags.json) {
@@ -803,6 +818,8 @@ export function registerEvalCommands(program: Command): void {
     .option('--steps <n>', 'sampling steps', intOption('--steps', 1, 1000), 50)
     .option('--eta <x>', "DDIM's η (0 deterministic, 1 like DDPM)", numberOption('--eta', 0, 1), 0)
     .option('--guidance <s>', 'classifier-free guidance scale (0 unconditional, 1 conditional)', numberOption('--guidance', 0, 100), 3)
+    .option('--guide-classifier <dir>', 'also classifier guidance, by this noise-aware classifier (e.g. models/fmnist-noisy-classifier)')
+    .option('--guide-scale <s>', 'classifier guidance scale (with --guide-classifier)', numberOption('--guide-scale', 0, 1000), 1)
     .option('--seed <n>', 'seed of the starting noise', intOption('--seed', 0), 0)
     .option('--batch <n>', 'images per sampling batch', intOption('--batch', 1), 100)
     .addOption(classifierOption())

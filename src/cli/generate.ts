@@ -106,7 +106,7 @@ function outputFiles(output: string, batch: number): string[] {
 const stemOf = (output: string) => output.slice(0, output.length - path.extname(output).length);
 
 /** Classifier guidance: a noise-aware classifier folder → its gradient function. */
-const loadNoisyClassifier: ClassifierLoader = async (folder, schedulerConfig) => {
+export const loadNoisyClassifier: ClassifierLoader = async (folder, schedulerConfig) => {
   const { NoisyClassifier, classifierGradientFrom } = await import('../models/noisy_classifier.js');
   try {
     return classifierGradientFrom(NoisyClassifier.fromPretrained(folder), { schedulerConfig });
