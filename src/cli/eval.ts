@@ -5,6 +5,7 @@
  *                               set's feature statistics and the FID floors
  *   vss eval ddpm               one sampler setting: FID-FMNIST beside its floor, class accuracy, per class, s/sample
  *   vss eval sweep              the tables of DDIM steps × η vs DDPM-1000, and of CFG scale (Markdown, JSON, plots)
+ *   vss eval vit-patches        ViT patch sizes compared in accuracy, speed and attention range (src/cli/vit_patches.ts)
  *
  * The classifier's training lives under `eval` rather than `vss train`: it exists only for this harness, and
  * its export writes evaluation data (reference statistics, floors) that the other two commands read.
@@ -37,6 +38,7 @@ import { loadNoisyClassifier } from './generate.js';
 import { UserError } from './errors.js';
 import { intListOption, intOption, numberListOption, numberOption } from './options.js';
 import { addTrainingLoopOptions, locateRun, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
+import { registerVitPatchesCommand } from './vit_patches.js';
 
 /** The classifier shipped with the repository (resolved from this file, so any working directory works). */
 export const DEFAULT_CLASSIFIER_DIR = fileURLToPath(new URL('../../../models/fmnist-eval-classifier', import.meta.url));
@@ -806,7 +808,7 @@ function checkSamples(samples: number, batch: number, numClasses = FASHION_MNIST
 }
 
 export function registerEvalCommands(program: Command): void {
-  const evalCmd = program.command('eval').description('measure Fashion-MNIST generators: FID-FMNIST with its floor, class accuracy, speed');
+  const evalCmd = program.command('eval').description('measure Fashion-MNIST generators (FID-FMNIST with its floor, class accuracy, speed) and ViT patch sizes');
   const classifierOption = () => new Option('--classifier <dir>', 'evaluation classifier folder').default(DEFAULT_CLASSIFIER_DIR, 'models/fmnist-eval-classifier');
 
   evalCmd
@@ -884,4 +886,6 @@ export function registerEvalCommands(program: Command): void {
     .addHelpText('after', '\nExample (what made models/fmnist-eval-classifier):\n' +
       '  VSS_NUM_THREADS=1 vss eval train-classifier --out runs/eval-classifier --export models/fmnist-eval-classifier')
     .action((flags: TrainClassifierFlags) => trainEvalClassifier(flags));
+
+  registerVitPatchesCommand(evalCmd);
 }

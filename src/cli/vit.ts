@@ -19,7 +19,7 @@ import { ViTForImageClassification, attentionRollout, stemSide, type ViTConfig }
 import {
   DEFAULT_AUGMENT, type Preprocessing, evaluateVit, exportVit, vitStep, weightDecayGroups, withEmaWeights,
 } from '../train/vit.js';
-import { Trainer } from '../train/loop.js';
+import { type TrainResult, Trainer } from '../train/loop.js';
 import { type Pixels, attentionGrid, blit, createRaster, decodePixels, makeGrid, overlayHeatmap, saveImage } from '../image/index.js';
 import { openDataset } from './data.js';
 import { UserError } from './errors.js';
@@ -118,8 +118,47 @@ export function vitModelConfig(c: Pick<VitRunConfig, 'patch' | 'dim' | 'depth' |
   };
 }
 
-async function trainVit(flags: VitFlags, cmd: Command): Promise<void> {
-  const { config, out, resumeFrom } = resolveVitConfig(flags, cmd);
+/**
+ * The `vss train vit` recipe and model defaults (the command's option defaults; `vss eval vit-patches` trains
+ * with them too).
+ */
+export const VIT_RECIPE = {
+  steps: 5000, batch: 128, lr: 2e-3, warmup: 300, weightDecay: 0.05, patch: 1, dim: 128, depth: 6, heads: 4, mlp: 256,
+  stem: [32, 64, 128], pos: 'learned', pool: 'mean', dropPath: 0, dropout: 0, labelSmoothing: 0.1, emaDecay: 0.999,
+  cropPadding: 2, cropProb: 0.3, flip: true, erasing: 0.1, seed: 0, evalLimit: 10_000, evalEvery: 1000, checkpointEvery: 500, logEvery: 20,
+} as const satisfies Omit<VitRunConfig, 'model' | 'dataset' | 'export' | 'data' | 'stem'> & { stem: readonly number[] };
+
+export interface VitTrainingOptions {
+  /** The run folder (checkpoint, metrics.jsonl, loss.png). */
+  out: string;
+  /** The checkpoint to continue from, or null for a new run (refused where `out` already holds one). */
+  resumeFrom: string | null;
+  resumeHint: string;
+  workers?: number;
+  progress?: boolean;
+  /**
+   * Let the loop measure test accuracy (EMA and raw weights) every `config.evalEvery` steps and at the end
+   * (default true). Without it the loop's elapsed time is training alone; call `evaluate` afterwards.
+   */
+  evaluateInLoop?: boolean;
+}
+
+export interface VitTraining {
+  model: ViTForImageClassification;
+  ema: EMA;
+  result: TrainResult;
+  /** Test images the accuracy is measured on (the first `evalLimit` of the test set). */
+  evalCount: number;
+  /** Test accuracy of the EMA weights (`useEma`) or the trained ones, on the first `evalCount` test images. */
+  evaluate(useEma: boolean): Promise<{ accuracy: number; correct: number; total: number }>;
+}
+
+/**
+ * Train (or resume) the ViT `config` describes with the shared loop and the `vss train vit` recipe:
+ * augmentation, label smoothing, AdamW with decay groups, warm-up + cosine, gradient clipping, weight EMA.
+ */
+export async function runVitTraining(config: VitRunConfig, o: VitTrainingOptions): Promise<VitTraining> {
+  const { out, resumeFrom } = o;
   const trainSet = await openDataset('fashion-mnist', { split: 'train', data: config.data });
   const testSet = await openDataset('fashion-mnist', { split: 'test', data: config.data });
   const evalCount = Math.min(testSet.length, config.evalLimit);
@@ -130,7 +169,7 @@ async function trainVit(flags: VitFlags, cmd: Command): Promise<void> {
   const optimizer = new AdamW(weightDecayGroups(model, config.weightDecay), { lr: config.lr });
   const schedule = new CosineSchedule({ lr: config.lr, warmupSteps: Math.min(config.warmup, Math.floor(config.steps / 5)), totalSteps: config.steps, minLr: config.lr / 100 });
   const ema = new EMA(model, { decay: config.emaDecay, warmup: true });
-  const loader = new DataLoader(trainSet, { batchSize: config.batch, shuffle: true, seed: config.seed, dropLast: true, epochs: Infinity, workers: flags.workers });
+  const loader = new DataLoader(trainSet, { batchSize: config.batch, shuffle: true, seed: config.seed, dropLast: true, epochs: Infinity, workers: o.workers ?? 0 });
   const testSubset = { length: evalCount, get: (i: number) => testSet.get(i) };
   const evaluateWith = async (useEma: boolean) => {
     const l = new DataLoader(testSubset, { batchSize: 500, shuffle: false });
@@ -141,8 +180,7 @@ async function trainVit(flags: VitFlags, cmd: Command): Promise<void> {
     }
   };
 
-  const resumeHint = `vss train vit --out ${out} --resume`;
-  refuseExistingRun(out, resumeFrom, resumeHint);
+  refuseExistingRun(out, resumeFrom, o.resumeHint);
   if (!resumeFrom) {
     const tokens = (stemSide(28, config.stem.length) / config.patch) ** 2 + 1;
     console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter ViT (patch ${config.patch}: ${tokens} tokens, dim ${config.dim}, ` +
@@ -151,26 +189,34 @@ async function trainVit(flags: VitFlags, cmd: Command): Promise<void> {
       `${backendName()} kernels) → ${out}`);
   }
   const augment = { ...DEFAULT_AUGMENT, cropPadding: config.cropPadding, cropProb: config.cropProb, flip: config.flip, erasing: config.erasing };
+  const inLoop = o.evaluateInLoop ?? true;
   const trainer = new Trainer<Batch>({
     model, optimizer, loader, totalSteps: config.steps, lrSchedule: schedule, clipGradNorm: 1.0, ema,
     outDir: out, checkpointEvery: config.checkpointEvery, logEvery: config.logEvery, seed: config.seed,
-    rng: { model: rng, augment: augRng }, resume: resumeFrom ?? false, config, resumeHint,
+    rng: { model: rng, augment: augRng }, resume: resumeFrom ?? false, config, resumeHint: o.resumeHint,
     step: (batch) => vitStep(model, batch, augRng, { labelSmoothing: config.labelSmoothing, augment }),
-    evalEvery: config.evalEvery,
-    evaluate: async () => {
+    evalEvery: inLoop ? config.evalEvery : 0,
+    evaluate: inLoop ? async () => {
       const e = await evaluateWith(true);
       const raw = await evaluateWith(false);
       return { test_accuracy: e.accuracy, test_accuracy_raw: raw.accuracy };
-    },
-    progress: flags.progress === false ? false : undefined,
+    } : undefined,
+    progress: o.progress === false ? false : undefined,
   });
   const result = await runTraining(trainer, loader);
+  return { model, ema, result, evalCount, evaluate: evaluateWith };
+}
+
+async function trainVit(flags: VitFlags, cmd: Command): Promise<void> {
+  const { config, out, resumeFrom } = resolveVitConfig(flags, cmd);
+  const { model, ema, result, evalCount } = await runVitTraining(config, {
+    out, resumeFrom, resumeHint: `vss train vit --out ${out} --resume`, workers: flags.workers, progress: flags.progress,
+  });
   if (!result.completed) {
     process.exitCode = 130; // stopped by Ctrl-C: ends like an interrupted program, after saving
     return;
   }
-  const pre: Preprocessing = { mean: [0.5], std: [0.5], size: 28 };
-  await exportVit(model, ema, config.export, pre);
+  await exportVit(model, ema, config.export, VIT_PREPROCESSING);
   const rate = result.elapsed > 0 ? (result.step * config.batch) / result.elapsed : 0;
   if (result.lastEval) {
     const acc = result.lastEval.test_accuracy;
@@ -180,6 +226,9 @@ async function trainVit(flags: VitFlags, cmd: Command): Promise<void> {
   }
   console.log(`exported ${config.export} (config.json, model.safetensors f16, preprocessor_config.json): vss classify --model ${config.export} <images>`);
 }
+
+/** How `vss train vit` models read images: Fashion-MNIST in [-1, 1]. */
+export const VIT_PREPROCESSING: Preprocessing = { mean: [0.5], std: [0.5], size: 28 };
 
 // ------------------------------------------------------------------ preprocessing for classify / explain
 
@@ -369,35 +418,35 @@ export function registerVitCommands(program: Command): void {
     .command('vit')
     .description('a Vision Transformer classifier on Fashion-MNIST (augmentation, label smoothing, AdamW + cosine, EMA), exported as f16')
     .addOption(new Option('--dataset <name>', 'what to train on').choices(['fashion-mnist']).default('fashion-mnist'))
-    .option('--steps <n>', 'optimiser steps', intOption('--steps', 1), 5000)
-    .option('--batch <n>', 'images per step', intOption('--batch', 1), 128)
-    .option('--lr <x>', 'peak learning rate (warm-up, then cosine decay to lr/100)', numberOption('--lr', 1e-7, 1), 2e-3)
-    .option('--warmup <n>', 'warm-up steps (at most a fifth of the run)', intOption('--warmup', 0), 300)
-    .option('--weight-decay <x>', 'AdamW weight decay (not on biases, norms, CLS, positions)', numberOption('--weight-decay', 0, 1), 0.05)
-    .option('--patch <n>', 'patch size over the stem\'s output (plain ViT: divides 28, 4 → 49 patches, 7 → 16)', intOption('--patch', 1), 1)
-    .option('--dim <n>', 'hidden size', intOption('--dim', 4), 128)
-    .option('--depth <n>', 'transformer blocks', intOption('--depth', 1), 6)
-    .option('--heads <n>', 'attention heads', intOption('--heads', 1), 4)
-    .option('--mlp <n>', 'MLP hidden size', intOption('--mlp', 1), 256)
-    .option('--stem <channels>', "hybrid conv stem: channels of its stride-2 3×3 convs, comma-separated ('none': plain ViT)", intListOption('--stem', 1, { allowNone: true }), [32, 64, 128])
-    .addOption(new Option('--pos <kind>', 'position embeddings').choices(['learned', 'sincos']).default('learned'))
-    .addOption(new Option('--pool <kind>', 'what the classifier reads: the CLS token or the mean of the patch tokens').choices(['cls', 'mean']).default('mean'))
-    .option('--drop-path <p>', 'stochastic depth rate of the last block', numberOption('--drop-path', 0, 1, '[)'), 0)
-    .option('--dropout <p>', 'dropout after embeddings, attention and MLP', numberOption('--dropout', 0, 1, '[)'), 0)
-    .option('--label-smoothing <x>', 'label smoothing of the cross-entropy', numberOption('--label-smoothing', 0, 1, '[)'), 0.1)
-    .option('--ema-decay <x>', 'decay of the weight EMA used for evaluation and export', numberOption('--ema-decay', 0, 1, '[)'), 0.999)
-    .option('--crop-padding <n>', 'random crop after padding this many pixels (0: off)', intOption('--crop-padding', 0), 2)
-    .option('--crop-prob <p>', 'fraction of images that get the random crop', numberOption('--crop-prob', 0, 1), 0.3)
+    .option('--steps <n>', 'optimiser steps', intOption('--steps', 1), VIT_RECIPE.steps)
+    .option('--batch <n>', 'images per step', intOption('--batch', 1), VIT_RECIPE.batch)
+    .option('--lr <x>', 'peak learning rate (warm-up, then cosine decay to lr/100)', numberOption('--lr', 1e-7, 1), VIT_RECIPE.lr)
+    .option('--warmup <n>', 'warm-up steps (at most a fifth of the run)', intOption('--warmup', 0), VIT_RECIPE.warmup)
+    .option('--weight-decay <x>', 'AdamW weight decay (not on biases, norms, CLS, positions)', numberOption('--weight-decay', 0, 1), VIT_RECIPE.weightDecay)
+    .option('--patch <n>', 'patch size over the stem\'s output (plain ViT: divides 28, 4 → 49 patches, 7 → 16)', intOption('--patch', 1), VIT_RECIPE.patch)
+    .option('--dim <n>', 'hidden size', intOption('--dim', 4), VIT_RECIPE.dim)
+    .option('--depth <n>', 'transformer blocks', intOption('--depth', 1), VIT_RECIPE.depth)
+    .option('--heads <n>', 'attention heads', intOption('--heads', 1), VIT_RECIPE.heads)
+    .option('--mlp <n>', 'MLP hidden size', intOption('--mlp', 1), VIT_RECIPE.mlp)
+    .option('--stem <channels>', "hybrid conv stem: channels of its stride-2 3×3 convs, comma-separated ('none': plain ViT)", intListOption('--stem', 1, { allowNone: true }), [...VIT_RECIPE.stem])
+    .addOption(new Option('--pos <kind>', 'position embeddings').choices(['learned', 'sincos']).default(VIT_RECIPE.pos))
+    .addOption(new Option('--pool <kind>', 'what the classifier reads: the CLS token or the mean of the patch tokens').choices(['cls', 'mean']).default(VIT_RECIPE.pool))
+    .option('--drop-path <p>', 'stochastic depth rate of the last block', numberOption('--drop-path', 0, 1, '[)'), VIT_RECIPE.dropPath)
+    .option('--dropout <p>', 'dropout after embeddings, attention and MLP', numberOption('--dropout', 0, 1, '[)'), VIT_RECIPE.dropout)
+    .option('--label-smoothing <x>', 'label smoothing of the cross-entropy', numberOption('--label-smoothing', 0, 1, '[)'), VIT_RECIPE.labelSmoothing)
+    .option('--ema-decay <x>', 'decay of the weight EMA used for evaluation and export', numberOption('--ema-decay', 0, 1, '[)'), VIT_RECIPE.emaDecay)
+    .option('--crop-padding <n>', 'random crop after padding this many pixels (0: off)', intOption('--crop-padding', 0), VIT_RECIPE.cropPadding)
+    .option('--crop-prob <p>', 'fraction of images that get the random crop', numberOption('--crop-prob', 0, 1), VIT_RECIPE.cropProb)
     .option('--no-flip', 'no random horizontal flips')
-    .option('--erasing <p>', 'probability of random erasing', numberOption('--erasing', 0, 1), 0.1)
-    .option('--seed <n>', 'seed of the weights, the data order and the augmentation', intOption('--seed', 0), 0)
+    .option('--erasing <p>', 'probability of random erasing', numberOption('--erasing', 0, 1), VIT_RECIPE.erasing)
+    .option('--seed <n>', 'seed of the weights, the data order and the augmentation', intOption('--seed', 0), VIT_RECIPE.seed)
     .option('-o, --out <dir>', 'run folder: checkpoint, metrics.jsonl, loss.png (default runs/vit-fashion-mnist)')
     .option('--export <dir>', 'where the final model goes (config.json + f16 model.safetensors; default <out>/model)')
     .option('--resume [checkpoint]', 'continue the run in --out (or from the given checkpoint) exactly where it stopped')
     .option('--data <dir>', 'folder of the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist)')
-    .option('--eval-every <n>', 'test accuracy (EMA and raw weights) every n steps (0: only at the end)', intOption('--eval-every', 0), 1000)
-    .option('--eval-limit <n>', 'test images used for the accuracy', intOption('--eval-limit', 1), 10_000);
-  addTrainingLoopOptions(trainVitCmd, { checkpointEvery: 500, logEvery: 20 })
+    .option('--eval-every <n>', 'test accuracy (EMA and raw weights) every n steps (0: only at the end)', intOption('--eval-every', 0), VIT_RECIPE.evalEvery)
+    .option('--eval-limit <n>', 'test images used for the accuracy', intOption('--eval-limit', 1), VIT_RECIPE.evalLimit);
+  addTrainingLoopOptions(trainVitCmd, { checkpointEvery: VIT_RECIPE.checkpointEvery, logEvery: VIT_RECIPE.logEvery })
     .addHelpText('after', '\nExamples:\n  vss train vit --out runs/vit                        # the bundled recipe\n' +
       '  vss train vit --out runs/vit --resume               # after Ctrl-C\n' +
       '  vss train vit --patch 4 --stem none --steps 300     # a plain ViT (49 patches of 4×4), quick look')
