@@ -230,3 +230,16 @@ test('train captioner on fashion-mnist: per-class descriptions, a test split and
   const holdOut = vss('train', 'captioner', '--dataset', 'fashion-mnist', '--out', path.join(tmpDir, 'fm2'), '--hold-out', 'red star');
   assert.match(holdOut.stderr, /--hold-out is for --dataset shapes/);
 });
+
+const BUNDLED_CAPTIONER = path.join(root, 'models', 'captioner-shapes');
+
+test('the bundled captioner: `vss caption` with no --model describes a Shapes scene in the dataset grammar',
+  { skip: !fs.existsSync(BUNDLED_CAPTIONER) && 'models/captioner-shapes not present' }, async () => {
+    const [file] = await shapePngs(1);
+    const r = vss('caption', '--json', file);
+    assert.equal(r.code, 0, r.stderr);
+    const line = JSON.parse(r.stdout.trim().split('\n')[0]) as { file: string; caption: string };
+    assert.equal(line.file, file);
+    // Every caption the grammar writes names at least one colour and one shape.
+    assert.match(line.caption, /^an? .*\b(red|orange|yellow|green|cyan|blue|purple|pink|white|brown)\b.*\b(circle|square|triangle|star|diamond|hexagon|cross)\b/);
+  });
