@@ -11,7 +11,6 @@
 import { existsSync, statSync } from 'node:fs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { Rng, type Tensor, backendName, noGrad } from '../engine/index.js';
 import {
@@ -25,7 +24,7 @@ import { BOS_ID, EOS_ID, PAD_ID, WordTokenizer } from '../tokenizers/word.js';
 import { normaliseCaption } from '../eval/bleu.js';
 import {
   type CaptionEvalSet, type CaptionPreprocessing, type DecodeSettings, type TrainingDataInfo, TRAINING_DATA_FILE,
-  captionStep, captionerDecayGroups, evaluateCaptioner, exportCaptioner, stackImages, withEma,
+  captionStep, captionerDecayGroups, evaluateCaptioner, exportCaptioner, stackImages,
 } from '../train/captioner.js';
 import { Trainer } from '../train/loop.js';
 import { type Pixels, makeGrid, overlayHeatmap, saveImage } from '../image/index.js';
@@ -33,17 +32,8 @@ import { DatasetNotFoundError } from '../data/fashion_mnist.js';
 import { UserError } from './errors.js';
 import { intOption, numberOption } from './options.js';
 import { addTrainingLoopOptions, givenOnCommandLine, locateRun, mergeWithSaved, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
-import { preprocessImage } from './vit.js';
-
-/** The repository (package) root, found from this file in src/ or dist/src/. */
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    dir = path.dirname(dir);
-  }
-  return process.cwd();
-}
+import { packageRoot, preprocessImage } from './vit.js';
+import { withEmaWeights } from '../train/vit.js';
 
 /** The captioner that ships with VSS (trained by `vss train captioner`, see models/captioner-shapes). */
 export function bundledCaptionerFolder(): string {
@@ -318,7 +308,7 @@ async function trainCaptioner(flags: CaptionerFlags, cmd: Command): Promise<void
     evalEvery: config.evalEvery,
     evaluate: evalSets.length === 0 ? undefined : async () => {
       const values: Record<string, number> = {};
-      await withEma(model, ema, () => {
+      await withEmaWeights(model, ema, () => {
         for (const set of evalSets) {
           const s = evaluateCaptioner(model, tokenizer, set, decode);
           values[`${set.name}_bleu4`] = s.bleu4;

@@ -27,7 +27,7 @@ import { intListOption, intOption, numberOption } from './options.js';
 import { addTrainingLoopOptions, givenOnCommandLine, locateRun, mergeWithSaved, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
 
 /** The repository (package) root, found from this file in src/ or dist/src/. */
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     if (existsSync(path.join(dir, 'package.json'))) return dir;

@@ -19,7 +19,7 @@ import { type Tensor, fromTypedArray, noGrad } from '../engine/index.js';
 import type { Batch } from '../data/loader.js';
 import type { Module } from '../nn/module.js';
 import type { EMA } from '../optim/ema.js';
-import { readF32 } from '../nn/storage.js';
+import { withEmaWeights } from './vit.js';
 import type { VisionEncoderDecoderModel } from '../models/captioner.js';
 import { type GenerateOptions, generateCaptions } from '../models/generation.js';
 import type { WordTokenizer } from '../tokenizers/word.js';
@@ -54,18 +54,6 @@ export function captionerDecayGroups(model: Module, weightDecay: number): Array<
   return [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }];
 }
 
-/** Run `fn` with the EMA weights in the model, then put the trained weights back. */
-export async function withEma<T>(model: Module, ema: EMA | undefined, fn: () => Promise<T> | T): Promise<T> {
-  if (!ema) return fn();
-  const params = model.parameters().filter((p) => p.dtype === 'f32');
-  const saved = params.map((p) => readF32(p).slice());
-  ema.copyTo(model);
-  try {
-    return await fn();
-  } finally {
-    params.forEach((p, i) => (p.data as Float32Array).set(saved[i]));
-  }
-}
 
 /** Images with every caption they could have had: an evaluation set. */
 export interface CaptionEvalSet {
@@ -177,7 +165,7 @@ export function generationConfigJson(tokenizer: WordTokenizer, maxLength: number
 /** Save the model (EMA weights when given, f16) with its tokenizer and the files that describe its use. */
 export async function exportCaptioner(model: VisionEncoderDecoderModel, ema: EMA | undefined, tokenizer: WordTokenizer, folder: string,
   info: { pre: CaptionPreprocessing; maxLength: number; data: TrainingDataInfo }): Promise<void> {
-  await withEma(model, ema, () => model.savePretrained(folder, { dtype: 'f16' }));
+  await withEmaWeights(model, ema, () => model.savePretrained(folder, { dtype: 'f16' }));
   tokenizer.save(folder);
   const write = (file: string, value: unknown) => fs.writeFileSync(path.join(folder, file), `${JSON.stringify(value, null, 2)}\n`);
   write('preprocessor_config.json', preprocessorConfigJson(info.pre));

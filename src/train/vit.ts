@@ -10,6 +10,7 @@
 import { type Rng, type Tensor, crossEntropy, fromTypedArray, noGrad } from '../engine/index.js';
 import type { Batch } from '../data/loader.js';
 import type { EMA } from '../optim/ema.js';
+import type { Module } from '../nn/module.js';
 import { readF32 } from '../nn/storage.js';
 import type { ViTConfig, ViTForImageClassification } from '../models/vit.js';
 
@@ -100,7 +101,7 @@ export function weightDecayGroups(model: ViTForImageClassification, weightDecay:
 }
 
 /** Run `fn` with the EMA weights in the model, then put the trained weights back. */
-export async function withEmaWeights<T>(model: ViTForImageClassification, ema: EMA | undefined, fn: () => Promise<T> | T): Promise<T> {
+export async function withEmaWeights<T>(model: Module, ema: EMA | undefined, fn: () => Promise<T> | T): Promise<T> {
   if (!ema) return fn();
   const params = model.parameters().filter((p) => p.dtype === 'f32');
   const saved = params.map((p) => readF32(p).slice());
