@@ -26,7 +26,7 @@ function vss(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const TINY = ['--batch', '4', '--patch', '8', '--enc-dim', '16', '--enc-depth', '1', '--enc-heads', '2', '--enc-mlp', '32',
+const TINY = ['--batch', '4', '--enc-stem', '8', '--patch', '4', '--enc-dim', '16', '--enc-depth', '1', '--enc-heads', '2', '--enc-mlp', '32',
   '--dec-dim', '16', '--dec-depth', '1', '--dec-heads', '2', '--train-size', '64', '--eval-samples', '4', '--no-progress'];
 const run = path.join(tmpDir, 'run');
 const model = path.join(run, 'model');
@@ -57,6 +57,11 @@ test('train captioner: a few steps on shapes export a complete model folder; --r
   assert.deepEqual([config.decoder_start_token_id, config.eos_token_id, config.pad_token_id], [1, 2, 0]);
   const vocab = JSON.parse(fs.readFileSync(path.join(model, 'vocab.json'), 'utf8'));
   assert.equal(config.decoder.vocab_size, Object.keys(vocab).length);
+  // Shapes defaults: 48 px, canonical captions (the evaluation rebuilds the same splits from this file).
+  const data = JSON.parse(fs.readFileSync(path.join(model, 'training_data.json'), 'utf8'));
+  assert.deepEqual([data.dataset, data.size, data.captions], ['shapes', 48, 'canonical']);
+  assert.deepEqual(config.encoder.vss_conv_stem, [8]);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(model, 'preprocessor_config.json'), 'utf8')).size.height, 48);
   const records = fs.readFileSync(path.join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(records.some((x) => typeof x.loss === 'number' && x.step === 2));
   assert.ok(records.some((x) => typeof x.heldout_bleu4 === 'number' && typeof x.test_exact === 'number'));
@@ -93,7 +98,7 @@ test('caption, explain caption and eval captioner on the tiny model produce outp
   const out = path.join(tmpDir, 'explain.png');
   const ex = vss('explain', 'caption', '--model', model, files[0], '-o', out, '--max-tokens', '6');
   assert.equal(ex.code, 0, ex.stderr);
-  const m = /wrote .*explain\.png \((\d+)x(\d+): (\d+) words over a 4x4 patch grid\): /.exec(ex.stdout);
+  const m = /wrote .*explain\.png \((\d+)x(\d+): (\d+) words over a 6x6 patch grid\): /.exec(ex.stdout);
   assert.ok(m, ex.stdout);
   const [width, height, words] = m.slice(1).map(Number);
   assert.ok(words >= 1 && words <= 6, `${words} words`);
@@ -170,7 +175,11 @@ test('bad input fails with a one-line error and a hint', async () => {
   assert.match(unknown.stderr, /argument 'cifar' is invalid\. Allowed choices are shapes, fashion-mnist/);
   const patch = vss('train', 'captioner', '--out', path.join(tmpDir, 'y'), '--patch', '5', '--steps', '1');
   assert.equal(patch.code, 1);
-  assert.match(patch.stderr, /^vss: --patch 5 does not divide the 32-pixel images\nhint: use a --patch that divides 32: 2, 4, 8, 16/);
+  assert.match(patch.stderr, /^vss: --patch 5 does not divide the 6-pixel output of the conv stem\nhint: a stem of 3 layers leaves 6×6: use a --patch that divides 6: 1, 2, 3/);
+  const plain = vss('train', 'captioner', '--out', path.join(tmpDir, 'y'), '--enc-stem', 'none', '--patch', '5');
+  assert.match(plain.stderr, /^vss: --patch 5 does not divide the 48-pixel images\nhint: use a --patch that divides 48: 2, 3, 4, 6, 8, 12, 16, 24/);
+  const stem = vss('train', 'captioner', '--out', path.join(tmpDir, 'y'), '--enc-stem', '8,0');
+  assert.match(stem.stderr, /--enc-stem must be comma-separated integers ≥ 1 \(or 'none'\), got '8,0'/);
   const small = vss('train', 'captioner', '--out', path.join(tmpDir, 'y'), '--image-size', '16', '--patch', '4');
   assert.match(small.stderr, /--image-size 16 is too small for shapes/);
   const heads = vss('train', 'captioner', '--out', path.join(tmpDir, 'y'), '--dec-dim', '30', '--dec-heads', '4');
@@ -229,6 +238,8 @@ test('train captioner on fashion-mnist: per-class descriptions, a test split and
   assert.match(held.stderr, /^vss: Fashion-MNIST has no heldout split\nhint: use --split test/);
   const holdOut = vss('train', 'captioner', '--dataset', 'fashion-mnist', '--out', path.join(tmpDir, 'fm2'), '--hold-out', 'red star');
   assert.match(holdOut.stderr, /--hold-out is for --dataset shapes/);
+  const style = vss('train', 'captioner', '--dataset', 'fashion-mnist', '--out', path.join(tmpDir, 'fm2'), '--captions', 'random');
+  assert.match(style.stderr, /--captions is for --dataset shapes/);
 });
 
 const BUNDLED_CAPTIONER = path.join(root, 'models', 'captioner-shapes');

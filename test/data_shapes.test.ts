@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ShapesDataset, COLOURS, COLOUR_NAMES, SHAPE_NAMES, sceneContains, type Scene, type SceneObject,
+  ShapesDataset, COLOURS, COLOUR_NAMES, SHAPE_NAMES, sceneContains, shapesCaptionVariants, type Scene, type SceneObject,
 } from '../src/data/index.js';
 
 const COLOUR_RE = COLOUR_NAMES.join('|');
@@ -149,4 +149,31 @@ test('shapes: bad options fail clearly', () => {
   const noCentre = new ShapesDataset({ holdOut: [{ position: 'centre' }], minObjects: 3, maxObjects: 3, length: 50 });
   assert.throws(() => { for (let i = 0; i < 50; i++) noCentre.scene(i); }, /could not draw an object centre avoiding/);
   assert.throws(() => new ShapesDataset({ length: 5 }).get(5), RangeError);
+});
+
+test('shapes: canonical captions describe the same images in one fixed form, one of the random variants', () => {
+  const random = new ShapesDataset({ seed: 5, size: 32, length: 300 });
+  const canonical = new ShapesDataset({ seed: 5, size: 32, length: 300, captions: 'canonical' });
+  let three = 0;
+  for (let i = 0; i < 300; i++) {
+    const r = random.scene(i), c = canonical.scene(i);
+    // Same objects (as a set), so the same pixels.
+    const key = (o: SceneObject) => `${o.cell}|${o.colour}|${o.shape}|${o.size}|${o.centre}`;
+    assert.deepEqual(c.objects.map(key).sort(), r.objects.map(key).sort());
+    if (i < 5) assert.deepEqual(canonical.get(i).image, random.get(i).image);
+    assert.ok(shapesCaptionVariants(r).includes(c.caption), c.caption);
+    // Reading order, every size stated, the vertical relation whenever the rows differ.
+    for (let k = 1; k < c.objects.length; k++) {
+      const [a, b] = [c.objects[k - 1].cell, c.objects[k].cell];
+      assert.ok(a[1] < b[1] || (a[1] === b[1] && a[0] < b[0]), c.caption);
+    }
+    assert.equal(mentions(c.caption).filter((m) => m.article !== 'the').every((m) => m.size !== undefined), true, c.caption);
+    for (const rel of c.relations) {
+      const [s, o] = [c.objects[rel.subject].cell, c.objects[rel.object].cell];
+      assert.equal(rel.relation, s[1] !== o[1] ? (s[1] < o[1] ? 'above' : 'below') : (s[0] < o[0] ? 'left of' : 'right of'));
+    }
+    if (c.objects.length === 3) three++;
+  }
+  assert.ok(three > 50);
+  assert.throws(() => new ShapesDataset({ captions: 'fancy' as 'random' }), /captions must be 'random' or 'canonical', got 'fancy'/);
 });

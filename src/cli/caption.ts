@@ -19,19 +19,20 @@ import {
 } from '../data/index.js';
 import { AdamW, CosineSchedule, EMA } from '../optim/index.js';
 import { VisionEncoderDecoderModel, type CaptionerConfig, captionerConfig } from '../models/captioner.js';
+import { stemSide } from '../models/vit.js';
 import { generateCaptions } from '../models/generation.js';
 import { BOS_ID, EOS_ID, PAD_ID, WordTokenizer } from '../tokenizers/word.js';
 import { normaliseCaption } from '../eval/bleu.js';
 import {
-  type CaptionEvalSet, type CaptionPreprocessing, type DecodeSettings, type TrainingDataInfo, TRAINING_DATA_FILE,
+  type CaptionEvalSet, type CaptionPreprocessing, type CaptionStyle, type DecodeSettings, type TrainingDataInfo, TRAINING_DATA_FILE,
   captionStep, captionerDecayGroups, evaluateCaptioner, exportCaptioner, stackImages,
 } from '../train/captioner.js';
 import { Trainer } from '../train/loop.js';
 import { type Pixels, makeGrid, overlayHeatmap, saveImage } from '../image/index.js';
 import { DatasetNotFoundError } from '../data/fashion_mnist.js';
 import { UserError } from './errors.js';
-import { intOption, numberOption } from './options.js';
-import { addTrainingLoopOptions, givenOnCommandLine, locateRun, mergeWithSaved, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
+import { intListOption, intOption, numberOption } from './options.js';
+import { addTrainingLoopOptions, flagName, givenOnCommandLine, locateRun, mergeWithSaved, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
 import { packageRoot, preprocessImage } from './vit.js';
 import { withEmaWeights } from '../train/vit.js';
 
@@ -45,6 +46,8 @@ export type CaptionDataset = (typeof CAPTION_DATASETS)[number];
 
 /** Colour+shape pairs kept out of Shapes training, to measure whether captions compose (default). */
 export const DEFAULT_HOLD_OUT = ['purple star', 'green circle', 'orange hexagon'];
+/** Default Shapes encoder stem: 48 px → 24 → 12 → 6. */
+const SHAPES_STEM = [32, 64, 128] as const;
 
 // ------------------------------------------------------------------ hold-out combinations
 
@@ -90,6 +93,10 @@ export interface CaptionerRunConfig {
   weightDecay: number;
   imageSize: number;
   patch: number;
+  /** Hybrid encoder: output channels of the stride-2 3×3 convs before the patch embedding ([]: plain ViT). */
+  encStem: number[];
+  /** Shapes: which caption of a scene training shows ('canonical': one fixed form; 'random': any true one). */
+  captions: CaptionStyle;
   encDim: number;
   encDepth: number;
   encHeads: number;
@@ -116,9 +123,12 @@ export interface CaptionerRunConfig {
   logEvery: number;
 }
 
-interface CaptionerFlags extends Omit<CaptionerRunConfig, 'model' | 'dataset' | 'export' | 'imageSize'> {
+interface CaptionerFlags extends Omit<CaptionerRunConfig, 'model' | 'dataset' | 'export' | 'imageSize' | 'patch' | 'captions' | 'encStem'> {
   dataset: string;
   imageSize?: number;
+  patch?: number;
+  encStem?: number[];
+  captions?: CaptionStyle;
   out?: string;
   resume?: boolean | string;
   export?: string;
@@ -127,7 +137,7 @@ interface CaptionerFlags extends Omit<CaptionerRunConfig, 'model' | 'dataset' | 
 }
 
 /** Settings the saved state depends on: a resumed run must not change them. */
-const FIXED_ON_RESUME = ['dataset', 'batch', 'imageSize', 'patch', 'encDim', 'encDepth', 'encHeads', 'encMlp', 'decDim', 'decDepth',
+const FIXED_ON_RESUME = ['dataset', 'batch', 'imageSize', 'patch', 'encStem', 'captions', 'encDim', 'encDepth', 'encHeads', 'encMlp', 'decDim', 'decDepth',
   'decHeads', 'maxLength', 'holdOut', 'maxObjects', 'trainSize', 'minCount', 'seed'] as const;
 
 function resolveCaptionerConfig(flags: CaptionerFlags, cmd: Command): { config: CaptionerRunConfig; out: string; resumeFrom: string | null } {
@@ -137,16 +147,25 @@ function resolveCaptionerConfig(flags: CaptionerFlags, cmd: Command): { config: 
   const dataset = flags.dataset as CaptionDataset;
   const { out, resumeFrom } = locateRun(flags, `runs/captioner-${dataset}`);
   const { out: _o, resume: _r, workers: _w, progress: _p, ...rest } = flags;
+  // Shapes at 48 px (at 32 a small hexagon looks like a circle) through a conv stem down to a 6×6 grid of
+  // 36 tokens: convolutions see shape outlines sooner than a transformer learns to from raw patches.
+  const imageSize = flags.imageSize ?? (dataset === 'shapes' ? 48 : 28);
+  const encStem = flags.encStem ?? (dataset === 'shapes' ? [...SHAPES_STEM] : []);
+  const patch = flags.patch ?? (encStem.length ? 1 : dataset === 'shapes' && imageSize % 8 === 0 ? imageSize / 8 : 4);
   let config: CaptionerRunConfig = {
-    ...rest, model: 'captioner', dataset, imageSize: flags.imageSize ?? (dataset === 'shapes' ? 32 : 28),
+    ...rest, model: 'captioner', dataset, imageSize, patch, encStem, captions: flags.captions ?? 'canonical',
     export: flags.export ?? path.join(out, 'model'),
   };
   if (dataset !== 'shapes') {
-    if (givenOnCommandLine(cmd)('holdOut')) throw new UserError('--hold-out is for --dataset shapes', 'leave it out for fashion-mnist');
+    for (const option of ['holdOut', 'captions'] as const) {
+      if (givenOnCommandLine(cmd)(option)) throw new UserError(`${flagName(option)} is for --dataset shapes`, 'leave it out for fashion-mnist');
+    }
     config.holdOut = [];
   }
   if (resumeFrom) {
     const saved = savedRunConfig<CaptionerRunConfig>(resumeFrom, 'captioner', 'a captioner run');
+    saved.captions ??= 'random'; // runs from before these options: random captions, plain ViT
+    saved.encStem ??= [];
     config = mergeWithSaved(config, saved, { given: givenOnCommandLine(cmd), fixed: FIXED_ON_RESUME });
   }
   checkSizes(config);
@@ -159,9 +178,11 @@ function checkSizes(c: CaptionerRunConfig): void {
   if (c.dataset === 'fashion-mnist' && c.imageSize < 28) {
     throw new UserError(`--image-size ${c.imageSize} is smaller than Fashion-MNIST's 28×28 images`, 'use 28 (the default) or more: larger sizes pad with black');
   }
-  if (c.imageSize % c.patch) {
-    const divisors = Array.from({ length: c.imageSize }, (_, i) => i + 1).filter((d) => c.imageSize % d === 0 && d > 1 && d < c.imageSize);
-    throw new UserError(`--patch ${c.patch} does not divide the ${c.imageSize}-pixel images`, `use a --patch that divides ${c.imageSize}: ${divisors.join(', ')}`);
+  const side = stemSide(c.imageSize, c.encStem.length);
+  if (side % c.patch) {
+    const divisors = Array.from({ length: side }, (_, i) => i + 1).filter((d) => side % d === 0 && d < side && (d > 1 || c.encStem.length > 0));
+    throw new UserError(`--patch ${c.patch} does not divide the ${side}-pixel ${c.encStem.length ? 'output of the conv stem' : 'images'}`,
+      `${c.encStem.length ? `a stem of ${c.encStem.length} layers leaves ${side}×${side}: ` : ''}use a --patch that divides ${side}: ${divisors.join(', ')}`);
   }
   if (c.encDim % c.encHeads) throw new UserError(`--enc-dim ${c.encDim} is not divisible by --enc-heads ${c.encHeads}`);
   if (c.decDim % c.decHeads) throw new UserError(`--dec-dim ${c.decDim} is not divisible by --dec-heads ${c.decHeads}`);
@@ -169,14 +190,14 @@ function checkSizes(c: CaptionerRunConfig): void {
 }
 
 /** The model a run config describes. */
-export function captionerModelConfig(c: Pick<CaptionerRunConfig, 'dataset' | 'imageSize' | 'patch' | 'encDim' | 'encDepth' | 'encHeads' | 'encMlp' |
+export function captionerModelConfig(c: Pick<CaptionerRunConfig, 'dataset' | 'imageSize' | 'patch' | 'encStem' | 'encDim' | 'encDepth' | 'encHeads' | 'encMlp' |
   'decDim' | 'decDepth' | 'decHeads' | 'maxLength' | 'dropout'>, vocabSize: number): CaptionerConfig {
   // No encoder pooler: captions never read it (transformers loads such a file too, with a warning).
   return captionerConfig({
     encoder: {
       imageSize: c.imageSize, patchSize: c.patch, numChannels: c.dataset === 'shapes' ? 3 : 1, hiddenSize: c.encDim,
       numHiddenLayers: c.encDepth, numAttentionHeads: c.encHeads, intermediateSize: c.encMlp, hiddenAct: 'gelu',
-      hiddenDropoutProb: c.dropout, attentionProbsDropoutProb: 0, layerNormEps: 1e-6, labels: ['LABEL_0'],
+      hiddenDropoutProb: c.dropout, attentionProbsDropoutProb: 0, layerNormEps: 1e-6, labels: ['LABEL_0'], convStem: c.encStem ?? [],
     },
     decoder: {
       vocabSize, nPositions: c.maxLength, nEmbd: c.decDim, nLayer: c.decDepth, nHead: c.decHeads, nInner: null,
@@ -194,7 +215,9 @@ function shapesSplit(info: TrainingDataInfo, split: 'train' | 'test' | 'heldout'
     throw new UserError('this captioner was trained without held-out combinations: there is no heldout split', 'use --split test');
   }
   try {
-    return new ShapesDataset({ seed: info.seed ?? 0, size: info.size ?? 32, split, holdOut, maxObjects: info.maxObjects ?? 3, length });
+    return new ShapesDataset({
+      seed: info.seed ?? 0, size: info.size ?? 32, split, holdOut, maxObjects: info.maxObjects ?? 3, length, captions: info.captions ?? 'random',
+    });
   } catch (err) {
     throw new UserError(`cannot build the shapes ${split} split: ${(err as Error).message}`, 'hold out fewer combinations with --hold-out');
   }
@@ -242,7 +265,10 @@ async function trainingCaptions(ds: Dataset, n: number): Promise<string[]> {
 
 function trainingDataInfo(c: CaptionerRunConfig): TrainingDataInfo {
   if (c.dataset === 'shapes') {
-    return { dataset: 'shapes', size: c.imageSize, seed: c.seed, maxObjects: c.maxObjects, holdOut: c.holdOut.map((h) => ({ ...parseHoldOut(h) }) as Record<string, string>) };
+    return {
+      dataset: 'shapes', size: c.imageSize, seed: c.seed, maxObjects: c.maxObjects, captions: c.captions,
+      holdOut: c.holdOut.map((h) => ({ ...parseHoldOut(h) }) as Record<string, string>),
+    };
   }
   return { dataset: 'fashion-mnist', ...(c.data !== undefined ? { data: path.resolve(c.data) } : {}) };
 }
@@ -293,8 +319,9 @@ async function trainCaptioner(flags: CaptionerFlags, cmd: Command): Promise<void
   const decode: DecodeSettings = { method: 'greedy', maxNewTokens: config.maxLength - 1 };
 
   if (!resumeFrom) {
-    const tokens = (config.imageSize / config.patch) ** 2;
-    console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter captioner (ViT patch ${config.patch}: ${tokens} image tokens, ` +
+    const tokens = (stemSide(config.imageSize, config.encStem.length) / config.patch) ** 2;
+    const stem = config.encStem.length ? `conv stem [${config.encStem}], ` : '';
+    console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter captioner (ViT ${stem}patch ${config.patch}: ${tokens} image tokens, ` +
       `dim ${config.encDim}, depth ${config.encDepth}; GPT-2 dim ${config.decDim}, depth ${config.decDepth}, heads ${config.decHeads}; ` +
       `${tokenizer.size} words) on ${config.dataset}${config.dataset === 'shapes' ? ` ${config.imageSize}×${config.imageSize}` : ''}` +
       `${config.dataset === 'shapes' && config.holdOut.length ? ` holding out ${config.holdOut.join(', ')}` : ''} ` +
@@ -595,8 +622,12 @@ export function registerCaptionCommands(program: Command): void {
     .option('--lr <x>', 'peak learning rate (warm-up, then cosine decay to lr/100)', numberOption('--lr', 1e-7, 1), 1e-3)
     .option('--warmup <n>', 'warm-up steps (at most a fifth of the run)', intOption('--warmup', 0), 200)
     .option('--weight-decay <x>', 'AdamW weight decay (not on biases, norms, positions)', numberOption('--weight-decay', 0, 1), 0.05)
-    .option('--image-size <n>', 'image side in pixels (default shapes 32, fashion-mnist 28)', intOption('--image-size', 1, 512))
-    .option('--patch <n>', 'patch size (divides the image size: 4 → 64 tokens at 32 px, 49 at 28 px)', intOption('--patch', 1), 4)
+    .option('--image-size <n>', 'image side in pixels (default shapes 48, fashion-mnist 28)', intOption('--image-size', 1, 512))
+    .option('--patch <n>', 'patch size over the stem\'s output (default 1 with a stem; plain ViT: shapes an 8×8 grid, fashion-mnist 4: 49 tokens)', intOption('--patch', 1))
+    .option('--enc-stem <channels>', `hybrid encoder: channels of stride-2 3×3 convs before the patches ('none': plain ViT; default shapes ${SHAPES_STEM.join(',')}, fashion-mnist none)`,
+      intListOption('--enc-stem', 1, { allowNone: true }))
+    .addOption(new Option('--captions <style>', 'shapes: train on one fixed caption per scene (reading order, sizes stated) or on any true one, drawn at random; ' +
+      'evaluation accepts every true caption either way').choices(['canonical', 'random']).default('canonical'))
     .option('--enc-dim <n>', 'ViT encoder hidden size', intOption('--enc-dim', 4), 128)
     .option('--enc-depth <n>', 'ViT encoder blocks', intOption('--enc-depth', 1), 4)
     .option('--enc-heads <n>', 'ViT encoder attention heads', intOption('--enc-heads', 1), 4)

@@ -62,7 +62,7 @@ export interface MergeRules {
 }
 
 /** `--head-dim` for the attribute headDim. */
-function flagName(option: string): string {
+export function flagName(option: string): string {
   return `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 

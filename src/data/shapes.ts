@@ -114,8 +114,16 @@ export interface ShapesOptions {
   holdOut?: AttributeCombo[];
   minObjects?: number;
   maxObjects?: number;
-  /** Probability that the caption states an object's size (default 0.5). */
+  /** Probability that the caption states an object's size (default 0.5; 'canonical' captions always do). */
   sizeInCaption?: number;
+  /**
+   * 'random' (default): the caption is one of the true ones, drawn at random (object order, relation, size
+   * mention). 'canonical': always the same one for a scene — objects in reading order (top row first, left to
+   * right), "above"/"below" when the rows differ and "left of"/"right of" otherwise, every size stated. Same
+   * images either way; only the words differ. A captioner learns the canonical form without having to model
+   * the grammar's coin flips, and every canonical caption is also one of the random ones.
+   */
+  captions?: 'random' | 'canonical';
   range?: PixelRange;
   /** Subsamples per pixel side for anti-aliasing (default 4, i.e. 16 per pixel). */
   supersample?: number;
@@ -175,6 +183,7 @@ export class ShapesDataset implements Dataset<ShapesSample> {
   private readonly minObjects: number;
   private readonly maxObjects: number;
   private readonly sizeInCaption: number;
+  private readonly canonical: boolean;
   private readonly supersample: number;
   private readonly background: readonly [number, number, number];
   private readonly map: { scale: number; shift: number };
@@ -188,6 +197,9 @@ export class ShapesDataset implements Dataset<ShapesSample> {
     this.minObjects = options.minObjects ?? 1;
     this.maxObjects = options.maxObjects ?? 3;
     this.sizeInCaption = options.sizeInCaption ?? 0.5;
+    const captions = options.captions ?? 'random';
+    if (captions !== 'random' && captions !== 'canonical') throw new Error(`shapes: captions must be 'random' or 'canonical', got '${String(captions)}'`);
+    this.canonical = captions === 'canonical';
     this.supersample = options.supersample ?? 4;
     this.background = options.background ?? [0, 0, 0];
     this.map = rangeMapper(options.range);
@@ -240,6 +252,8 @@ export class ShapesDataset implements Dataset<ShapesSample> {
     if (count >= 2) relations.push({ subject: 0, relation: pickRelation(draw, objects[0], objects[1]), object: 1 });
     if (count === 3) relations.push({ subject: 2, relation: pickRelation(draw, objects[2], objects[1]), object: 1 });
     const scene: Scene = { width: this.size, height: this.size, background: this.background, objects, relations, caption: '' };
+    // The random draws above happen either way, so both caption styles describe the same images.
+    if (this.canonical) Object.assign(scene, canonicalOrder(objects));
     scene.caption = captionOf(scene);
     return scene;
   }
@@ -301,6 +315,17 @@ function pickRelation(draw: Draw, a: SceneObject, b: SceneObject): RelationName 
   if (a.cell[1] !== b.cell[1]) options.push(a.cell[1] < b.cell[1] ? 'above' : 'below');
   if (a.cell[0] !== b.cell[0]) options.push(a.cell[0] < b.cell[0] ? 'left of' : 'right of');
   return draw.pick(options);
+}
+
+/** Objects in reading order with the relation the canonical caption states, every size mentioned. */
+export function canonicalOrder(objects: readonly SceneObject[]): Pick<Scene, 'objects' | 'relations'> {
+  const sorted = [...objects].sort((a, b) => a.cell[1] - b.cell[1] || a.cell[0] - b.cell[0]).map((o) => ({ ...o, sizeInCaption: true }));
+  const say = (a: SceneObject, b: SceneObject): RelationName =>
+    a.cell[1] !== b.cell[1] ? (a.cell[1] < b.cell[1] ? 'above' : 'below') : (a.cell[0] < b.cell[0] ? 'left of' : 'right of');
+  const relations: SceneRelation[] = [];
+  if (sorted.length >= 2) relations.push({ subject: 0, relation: say(sorted[0], sorted[1]), object: 1 });
+  if (sorted.length === 3) relations.push({ subject: 2, relation: say(sorted[2], sorted[1]), object: 1 });
+  return { objects: sorted, relations };
 }
 
 function mention(o: SceneObject): string {

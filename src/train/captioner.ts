@@ -132,6 +132,9 @@ export interface CaptionPreprocessing {
   channels: number;
 }
 
+/** Which caption of a Shapes scene training shows (see ShapesOptions.captions). */
+export type CaptionStyle = 'random' | 'canonical';
+
 /** What `vss eval captioner` needs to rebuild the evaluation splits of the training data. */
 export interface TrainingDataInfo {
   dataset: 'shapes' | 'fashion-mnist';
@@ -140,6 +143,8 @@ export interface TrainingDataInfo {
   seed?: number;
   holdOut?: Record<string, string>[];
   maxObjects?: number;
+  /** Shapes: the caption style trained on (absent: 'random', as before the option existed). */
+  captions?: CaptionStyle;
   /** Fashion-MNIST: folder of the files when not the system one. */
   data?: string;
 }
