@@ -4,27 +4,35 @@
  * how to spot-check a few output values against a float64 recomputation (so that a fast but wrong
  * kernel cannot go unnoticed in the table).
  */
-import type { Kernels } from '../src/engine/backend/kernels.js';
+import type { HalfKind, Kernels } from '../src/engine/backend/kernels.js';
 import type { EngineApi } from './lib/vss.js';
+import type { TrainingApi } from './lib/training.js';
 import { filled, type TimeOptions } from './lib/timing.js';
+import { inferVitCase, trainUnetCase, trainVitCase } from './train_cases.js';
 
-export type Group = 'gemm' | 'conv' | 'attn' | 'norm' | 'dispatch';
-export const GROUPS: readonly Group[] = ['gemm', 'conv', 'attn', 'norm', 'dispatch'];
+export type Group = 'gemm' | 'conv' | 'attn' | 'norm' | 'dispatch' | 'train' | 'half';
+export const GROUPS: readonly Group[] = ['gemm', 'conv', 'attn', 'norm', 'dispatch', 'train', 'half'];
 
 export interface Ctx {
   K: Kernels;
   api: EngineApi | null;
+  /** the modules the training rows use (null: they did not load, or no training row runs) */
+  train: TrainingApi | null;
 }
 
 export interface Prepared {
   run: () => void;
   /** worst relative error over a few spot-checked outputs (after at least one run) */
   check?: () => number;
+  /** parameters of the model a row runs, printed beside the peer's count */
+  params?: number;
 }
 
 export type PeerSpec =
   | { kind: 'openblas'; arg: string }
-  | { kind: 'torch'; spec: Record<string, unknown> };
+  | { kind: 'torch'; spec: Record<string, unknown> }
+  /** another VSS variant of the same work, run in this process (the half rows: the f32 GEMM) */
+  | { kind: 'vss'; name: string; prepare: (ctx: Ctx) => Prepared };
 
 export interface Case {
   id: string;
@@ -34,8 +42,12 @@ export interface Case {
   quick: boolean;
   /** floating-point operations per call (rate in GFLOPS) … */
   flops?: number;
-  /** … or bytes moved per call at least (rate in GB/s); neither: time per op only */
+  /** … or bytes moved per call at least (rate in GB/s) … */
   bytes?: number;
+  /** … or images per call (rate in img/s); none of them: time per op only */
+  items?: number;
+  /** print the spot check's result under the row, described so (not only a failure) */
+  checkLabel?: string;
   /** overrides of the default timing options */
   timing?: Partial<TimeOptions>;
   /** only run with this many threads (the dispatch rows: 1) */
@@ -88,6 +100,60 @@ const GEMM_SHAPES: Array<[number, number, number, boolean]> = [
   [4096, 320, 1280, true],
   [1024, 640, 640, true],
   [256, 1280, 1280, true],
+];
+
+// --------------------------------------------------------------------------------------------- half
+
+/**
+ * C = A·Bᵀ with the weights B stored [N, K] (as `linear` keeps them) in 16 bits: the GEMM widens B while
+ * packing it, so f16/bf16 weights should cost about what f32 ones do (issue #3: ≥ 0.9× the f32 speed).
+ * The peer is the same call with B in f32, so ratio = f32 time / half time. The check compares the whole
+ * result with an f32 GEMM of the rounded weights (widened first), each error relative to Σ|a·b| of its
+ * output (from a GEMM of |A| and |B|), which stays meaningful where the terms cancel.
+ */
+function halfGemmCase(M: number, N: number, Kd: number, half: HalfKind): Case {
+  return {
+    id: `gemm_NT_${M}x${N}x${Kd}_${half}`,
+    group: 'half',
+    label: `sgemm NT ${M}×${N}×${Kd}, B ${half}`,
+    quick: true,
+    flops: 2 * M * N * Kd,
+    checkLabel: `max error vs f32 GEMM of the ${half}-rounded B (relative to Σ|a·b|)`,
+    vss: ({ K }) => {
+      const A = filled(M * Kd, 1), B = new Uint16Array(N * Kd), C = new Float32Array(M * N);
+      K.narrow(filled(N * Kd, 2), half, B);
+      const gemmNT = (a: Float32Array, b: Float32Array | Uint16Array, dtype: 'f32' | HalfKind, c: Float32Array): void =>
+        K.gemm(false, true, M, N, Kd, 1, a, 'f32', Kd, 0, b, dtype, Kd, 0, 0, c, N, 0, 1);
+      return {
+        run: () => gemmNT(A, B, half, C),
+        check: () => {
+          const rounded = new Float32Array(N * Kd);
+          K.widen(B, half, rounded);
+          const ref = new Float32Array(M * N), mag = new Float32Array(M * N);
+          gemmNT(A, rounded, 'f32', ref);
+          gemmNT(A.map(Math.abs), rounded.map(Math.abs), 'f32', mag);
+          let worst = 0;
+          for (let i = 0; i < C.length; i++) worst = Math.max(worst, Math.abs(C[i]! - ref[i]!) / (mag[i]! || 1));
+          return worst;
+        },
+      };
+    },
+    peer: {
+      kind: 'vss',
+      name: 'VSS f32',
+      prepare: ({ K }) => {
+        const A = filled(M * Kd, 1), B = filled(N * Kd, 2), C = new Float32Array(M * N);
+        return { run: () => K.gemm(false, true, M, N, Kd, 1, A, 'f32', Kd, 0, B, 'f32', Kd, 0, 0, C, N, 0, 1) };
+      },
+    },
+  };
+}
+
+/** Stable Diffusion's projection shapes, M×N×K: tokens × out × in. */
+const HALF_GEMM_SHAPES: Array<[number, number, number]> = [
+  [4096, 320, 320],
+  [4096, 1280, 320],
+  [1024, 640, 640],
 ];
 
 // --------------------------------------------------------------------------------------------- conv
@@ -387,7 +453,8 @@ function dispatchKernelCase(): Case {
 
 // ------------------------------------------------------------------------------------------- all
 
-export function allCases(): Case[] {
+/** Every row; `quick` shrinks the batches of the training rows (the other rows pick by `Case.quick`). */
+export function allCases(quick = false): Case[] {
   const cases: Case[] = [];
   for (const [ta, tb] of [[false, false], [true, false], [false, true]] as const) {
     for (const [M, N, K, q] of GEMM_SHAPES) {
@@ -406,5 +473,9 @@ export function allCases(): Case[] {
   cases.push(attnCase(77, 'bwd', true, {}));
   cases.push(groupNormSiluCase(), layerNormCase(), softmaxCase());
   cases.push(dispatchApiCase(), dispatchKernelCase());
+  cases.push(trainUnetCase(quick), trainVitCase(quick), inferVitCase(quick));
+  for (const [M, N, K] of HALF_GEMM_SHAPES) {
+    for (const half of ['f16', 'bf16'] as const) cases.push(halfGemmCase(M, N, K, half));
+  }
   return cases;
 }

@@ -1,23 +1,25 @@
 /**
  * `npm run bench:engine` — the VSS kernels against OpenBLAS (sgemm) and PyTorch (the rest).
  *
- *   node dist/bench/engine.js [--quick] [--only gemm,conv,attn,norm,dispatch] [--threads 1,2]
+ *   node dist/bench/engine.js [--quick] [--only gemm,conv,attn,norm,dispatch,train,half] [--threads 1,2]
  *                             [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]
  *
  * Prints one Markdown table row per (work, thread count) as it completes: VSS median time and rate,
- * the peer's, and ratio = VSS speed / peer speed (> 1: VSS is faster). See bench/README.md.
+ * the peer's, and ratio = VSS speed / peer speed (> 1: VSS is faster). The peer is OpenBLAS, PyTorch, or
+ * (the half rows) VSS itself with f32 weights. See bench/README.md.
  */
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { allCases, GROUPS, type Case, type Group } from './cases.js';
+import { allCases, GROUPS, type Case, type Ctx, type Group } from './cases.js';
 import {
   checkTorch, cpuInfo, prepareOpenBlas, runOpenBlas, TorchPeer, type PeerResult,
 } from './lib/peers.js';
 import { foreignCores, snapshot } from './lib/cpu.js';
 import { formatTime, spread, timeIt, type TimeOptions, type Timing } from './lib/timing.js';
 import { loadApi, loadVss, type EngineApi } from './lib/vss.js';
+import { loadTrainingApi, type TrainingApi } from './lib/training.js';
 
 interface Args {
   quick: boolean;
@@ -28,7 +30,7 @@ interface Args {
   json: string | null;
 }
 
-const USAGE = 'usage: node dist/bench/engine.js [--quick] [--only gemm|conv|attn|norm|dispatch[,...]] '
+const USAGE = 'usage: node dist/bench/engine.js [--quick] [--only gemm|conv|attn|norm|dispatch|train|half[,...]] '
   + '[--threads 1,2] [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]';
 
 function parseArgs(argv: string[]): Args {
@@ -100,6 +102,8 @@ interface Row {
   peer_name: string | null;
   peer: (Side & { max_rss_mib?: number }) | null;
   peer_error: string | null;
+  /** model parameters on each side (the training rows) */
+  params?: { vss: number | null; peer: number | null };
   /** VSS speed / peer speed = peer median / VSS median */
   ratio: number | null;
   load1: number;
@@ -112,11 +116,12 @@ const CHECK_LIMIT = 1e-3;
 function rateOf(c: Case, t: Timing): number | null {
   if (c.flops) return c.flops / t.median_s / 1e9;
   if (c.bytes) return c.bytes / t.median_s / 1e9;
+  if (c.items) return c.items / t.median_s;
   return null;
 }
 
 function unitOf(c: Case): string {
-  return c.flops ? 'GFLOPS' : c.bytes ? 'GB/s' : '';
+  return c.flops ? 'GFLOPS' : c.bytes ? 'GB/s' : c.items ? 'img/s' : '';
 }
 
 const pct = (x: number): string => `±${(x * 100).toFixed(x < 0.095 ? 1 : 0)}%`;
@@ -155,6 +160,14 @@ function rowLine(r: Row): string {
   ]);
 }
 
+/** "VSS 3,691,713 · PyTorch 3,691,713 (same)": the two models' sizes, which must agree. */
+function paramsLine(p: { vss: number | null; peer: number | null }, peerName: string): string {
+  const n = (x: number | null): string => (x === null ? '?' : x.toLocaleString('en'));
+  if (p.peer === null) return `parameters: VSS ${n(p.vss)} (no count from the peer)`;
+  const verdict = p.vss === null ? '' : p.vss === p.peer ? ' (same)' : ` (DIFFER by ${(p.vss - p.peer).toLocaleString('en')})`;
+  return `parameters: VSS ${n(p.vss)} · ${peerName} ${n(p.peer)}${verdict}`;
+}
+
 function shortErr(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split('\n')[0]!.slice(0, 300);
 }
@@ -163,7 +176,7 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const root = repoRoot();
   const cpu = cpuInfo();
-  const cases = allCases().filter((c) => args.only.has(c.group) && (!args.quick || c.quick));
+  const cases = allCases(args.quick).filter((c) => args.only.has(c.group) && (!args.quick || c.quick));
   // budget: a VSS call slow enough (the JS backend) to need more than this many seconds for its reps gets fewer
   const base: TimeOptions = args.quick
     ? { reps: 3, minTime: 0.2, warmup: 1, budget: 8 }
@@ -189,6 +202,13 @@ async function main(): Promise<void> {
     api = r.api;
     if (r.error) note(`public-API dispatch row skipped: ${r.error}`);
   }
+  let train: TrainingApi | null = null;
+  if (vss && cases.some((c) => c.group === 'train')) {
+    const r = await loadTrainingApi();
+    train = r.train;
+    if (r.error) note(`VSS training rows skipped: ${r.error}`);
+  }
+  const ctx: Ctx | null = vss ? { K: vss.backend.K, api, train } : null;
 
   // ---- peers
   let blasBin: string | null = null;
@@ -256,9 +276,11 @@ async function main(): Promise<void> {
       const pids = torch?.pid !== undefined ? [torch.pid] : [];
       const before = snapshot(pids);
       // VSS
-      if (vss && vssThreadsOk) {
+      let vssParams: number | null = null;
+      if (ctx && vssThreadsOk) {
         try {
-          const prepared = c.vss({ K: vss.backend.K, api });
+          const prepared = c.vss(ctx);
+          vssParams = prepared.params ?? null;
           const t = timeIt(prepared.run, opts);
           const err = prepared.check ? prepared.check() : null;
           row.vss = { ...t, rate: rateOf(c, t), check_rel_err: err };
@@ -269,6 +291,7 @@ async function main(): Promise<void> {
         row.vss_error = 'thread count not settable';
       }
       // peer
+      let peerParams: number | null = null;
       if (c.peer) {
         let r: PeerResult | null = null;
         try {
@@ -280,6 +303,9 @@ async function main(): Promise<void> {
           } else if (c.peer.kind === 'torch' && torch) {
             row.peer_name = 'PyTorch';
             r = await torch.run({ id: c.id, ...c.peer.spec, reps: opts.reps, min_time: opts.minTime, warmup: opts.warmup });
+          } else if (c.peer.kind === 'vss' && ctx && vssThreadsOk) {
+            row.peer_name = c.peer.name;
+            r = timeIt(c.peer.prepare(ctx).run, opts);
           }
         } catch (e) {
           row.peer_error = shortErr(e);
@@ -290,15 +316,19 @@ async function main(): Promise<void> {
             p10_s: r.p10_s ?? r.min_s, p90_s: r.p90_s ?? r.max_s, rate: rateOf(c, r),
           };
           if (r.max_rss_mib !== undefined) row.peer.max_rss_mib = r.max_rss_mib;
+          peerParams = r.params ?? null;
         }
       }
       if (row.vss && row.peer) row.ratio = row.peer.median_s / row.vss.median_s;
+      if (vssParams !== null || peerParams !== null) row.params = { vss: vssParams, peer: peerParams };
       row.load1 = loadavg()[0]!;
       row.other_cores = foreignCores(before, snapshot(pids));
       rows.push(row);
       console.log(rowLine(row));
       if (row.vss_error) console.log(`    VSS error: ${row.vss_error}`);
       if (row.peer_error) console.log(`    peer error: ${row.peer_error}`);
+      if (row.params) console.log(`    ${paramsLine(row.params, row.peer_name ?? 'peer')}`);
+      if (c.checkLabel && row.vss?.check_rel_err != null) console.log(`    ${c.checkLabel}: ${row.vss.check_rel_err.toExponential(2)}`);
       if (row.vss?.check_rel_err != null && !(row.vss.check_rel_err <= CHECK_LIMIT)) {
         console.log(`    VSS spot check failed: relative error ${row.vss.check_rel_err.toExponential(2)}`);
       }

@@ -14,6 +14,8 @@ import type { Timing } from './timing.js';
 export interface PeerResult extends Timing {
   id?: string;
   max_rss_mib?: number;
+  /** parameters of the model the peer ran (the training rows) */
+  params?: number;
 }
 
 export interface CpuInfo {
