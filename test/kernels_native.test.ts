@@ -175,6 +175,14 @@ function crossCheck(path: string): void {
       { tA: true, tB: false, M: 30, N: 18, K: 27, alpha: 1, beta: 0, aDt: 'bf16', bDt: 'f32', batch: 1 },
       { tA: false, tB: true, M: 9, N: 14, K: 300, alpha: 1, beta: 0, aDt: 'f16', bDt: 'f16', batch: 2 },
       { tA: false, tB: false, M: 5, N: 6, K: 0, alpha: 1, beta: 0.5, aDt: 'f32', bDt: 'f32', batch: 1 },
+      // few rows of A (a decoder's next token): the unpacked path, both B layouts, half B, column tails
+      { tA: false, tB: true, M: 1, N: 1000, K: 203, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 1 },
+      { tA: false, tB: false, M: 1, N: 1043, K: 130, alpha: 0.5, beta: 1, aDt: 'f32', bDt: 'f32', batch: 2, pad: 3 },
+      { tA: true, tB: true, M: 2, N: 37, K: 300, alpha: 1, beta: 0.25, aDt: 'f32', bDt: 'f16', batch: 1 },
+      { tA: true, tB: false, M: 3, N: 600, K: 41, alpha: -1, beta: 0, aDt: 'bf16', bDt: 'bf16', batch: 3, sB0: true },
+      { tA: false, tB: true, M: 4, N: 70, K: 9, alpha: 1, beta: 0, aDt: 'f16', bDt: 'f32', batch: 2, pad: 3 },
+      { tA: false, tB: false, M: 4, N: 5, K: 1, alpha: 2, beta: 0, aDt: 'f32', bDt: 'f16', batch: 1 },
+      { tA: false, tB: true, M: 2, N: 3, K: 0, alpha: 1, beta: 0.5, aDt: 'f32', bDt: 'f32', batch: 1 },
     ] as const;
     for (const o of cases) {
       const seed0 = seed;
@@ -486,6 +494,12 @@ function determinism(path: string): void {
       const Cb = new Float32Array(16 * 40 * 50);
       nk.gemm(true, false, 40, 50, 64, 1, randn(16 * 64 * 40), 'f32', 40, 64 * 40, randn(64 * 50), 'f32', 50, 0, 0, Cb, 50, 2000, 16);
       out.push(Cb);
+      // one row of A: columns split over threads, both B layouts
+      for (const tB of [true, false]) {
+        const C1 = new Float32Array(2000);
+        nk.gemm(false, tB, 1, 2000, 300, 1, randn(300), 'f32', 300, 0, randn(2000 * 300), 'f32', tB ? 300 : 2000, 0, 0, C1, 2000, 0, 1);
+        out.push(C1);
+      }
       // conv fwd / bwd
       const c = { N: 2, C: 16, H: 24, W: 24, O: 24, kh: 3, kw: 3 };
       const x = randn(c.N * c.C * c.H * c.W), w = randn(c.O * c.C * 9), gy = randn(c.N * c.O * c.H * c.W);

@@ -178,12 +178,114 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
   }
 }
 
+// ------------------------------------------------------------------------------------------ few rows of A
+// With M < MR (a decoder's one new token, a batch of a few), packing all of B for a micro-kernel that
+// fills one of its MR rows costs far more than the product itself. These paths read B once, in place
+// (f16/bf16 widened on load), with every row of A held at once; A is first copied to f32 rows.
+// Each C element is one fixed reduction over k, and threads split columns only, so the result does not
+// depend on the thread count.
+constexpr int kSmallM = 4;
+
+// B stored N x K (transB, e.g. Linear weights [out, in]): C(i, j) = dot(a_i, B_j), vectorised along k.
+template <int M_, int J_>
+static void small_m_dot(const float* a, int64_t K, const void* B, int bdt, int64_t ldb, int64_t j0, int64_t j1,
+                        float alpha, float beta, float* C, int64_t ldc) {
+  int64_t j = j0;
+  for (; j + J_ <= j1; j += J_) {
+    V acc[M_][J_];
+    for (int i = 0; i < M_; i++) for (int c = 0; c < J_; c++) acc[i][c] = vzero();
+    int64_t k = 0;
+    for (; k + W <= K; k += W) {
+      V b[J_];
+      for (int c = 0; c < J_; c++) b[c] = vload_dt_n(B, bdt, (j + c) * ldb + k, W);
+      for (int i = 0; i < M_; i++) {
+        V av = vload(a + i * K + k);
+        for (int c = 0; c < J_; c++) acc[i][c] = vfma(av, b[c], acc[i][c]);
+      }
+    }
+    if (k < K) {
+      const int n = (int)(K - k);
+      V b[J_];
+      for (int c = 0; c < J_; c++) b[c] = vload_dt_n(B, bdt, (j + c) * ldb + k, n);
+      for (int i = 0; i < M_; i++) {
+        V av = vload_n(a + i * K + k, n);
+        for (int c = 0; c < J_; c++) acc[i][c] = vfma(av, b[c], acc[i][c]);
+      }
+    }
+    for (int i = 0; i < M_; i++)
+      for (int c = 0; c < J_; c++) {
+        float* out = C + i * ldc + j + c;
+        *out = alpha * vhsum(acc[i][c]) + (beta == 0.0f ? 0.0f : beta * *out);
+      }
+  }
+  if (j < j1) small_m_dot<M_, 1>(a, K, B, bdt, ldb, j, j1, alpha, beta, C, ldc);
+}
+
+// B stored K x N (k-major in j): row k of B scaled by a(i, k) is added to C's row i, a block of JB columns
+// at a time kept in L1 (whole vectors: the block is padded to W). Reading B row by row in contiguous
+// runs, not one cache line per k, is what keeps this at memory speed for large K.
+constexpr int64_t kSmallJB = 512;
+template <int M_>
+static void small_m_axpy(const float* a, int64_t K, const void* B, int bdt, int64_t ldb, int64_t j0, int64_t j1,
+                         float alpha, float beta, float* C, int64_t ldc) {
+  alignas(64) float acc[M_][kSmallJB];
+  for (int64_t jb = j0; jb < j1; jb += kSmallJB) {
+    const int64_t n = imin<int64_t>(kSmallJB, j1 - jb);
+    for (int i = 0; i < M_; i++) for (int64_t t = 0; t < n; t += W) vstore(acc[i] + t, vzero());
+    for (int64_t k = 0; k < K; k++) {
+      V av[M_];
+      for (int i = 0; i < M_; i++) av[i] = vset1(a[i * K + k]);
+      const int64_t row = k * ldb + jb;
+      for (int64_t t = 0; t < n; t += W) {
+        const V b = vload_dt_n(B, bdt, row + t, (int)imin<int64_t>(W, n - t));
+        for (int i = 0; i < M_; i++) vstore(acc[i] + t, vfma(av[i], b, vload(acc[i] + t)));
+      }
+    }
+    for (int i = 0; i < M_; i++) {
+      float* out = C + i * ldc + jb;
+      for (int64_t t = 0; t < n; t++) out[t] = alpha * acc[i][t] + (beta == 0.0f ? 0.0f : beta * out[t]);
+    }
+  }
+}
+
+template <int M_>
+static void small_m_columns(const float* a, int64_t K, const void* B, int bdt, int64_t ldb, bool transB, int64_t j0,
+                            int64_t j1, float alpha, float beta, float* C, int64_t ldc) {
+  if (transB) small_m_dot<M_, (M_ <= 2 ? 4 : 2)>(a, K, B, bdt, ldb, j0, j1, alpha, beta, C, ldc);
+  else small_m_axpy<M_>(a, K, B, bdt, ldb, j0, j1, alpha, beta, C, ldc);
+}
+
+static void gemm_small_m(int64_t M, int64_t N, int64_t K, float alpha, const void* A, int adt, int64_t lda, bool transA,
+                         const void* B, int bdt, int64_t ldb, bool transB, float beta, float* C, int64_t ldc, bool parallel) {
+  if (K <= 0) { scale_rows(C, ldc, M, N, beta); return; }
+  float* a = static_cast<float*>(scratch(SLOT_GEMM_A, (size_t)(M * K) * sizeof(float)));
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t k = 0; k < K; k++) a[i * K + k] = load_as_f32(A, adt, transA ? k * lda + i : i * lda + k);
+  auto columns = [&](int64_t j0, int64_t j1) {
+    switch (M) {
+      case 1: small_m_columns<1>(a, K, B, bdt, ldb, transB, j0, j1, alpha, beta, C, ldc); break;
+      case 2: small_m_columns<2>(a, K, B, bdt, ldb, transB, j0, j1, alpha, beta, C, ldc); break;
+      case 3: small_m_columns<3>(a, K, B, bdt, ldb, transB, j0, j1, alpha, beta, C, ldc); break;
+      default: small_m_columns<4>(a, K, B, bdt, ldb, transB, j0, j1, alpha, beta, C, ldc); break;
+    }
+  };
+  // Column blocks of 2W keep the k-major path's vector groups whole whatever the split.
+  const int64_t blocks = ceil_div(N, 2 * W);
+  if (!parallel || num_threads() <= 1 || N * K * M < (1 << 16)) { columns(0, N); return; }
+  par_range(blocks, K * M * 2 * W / 4, [&](int64_t b0, int64_t b1) { columns(b0 * 2 * W, imin(N, b1 * 2 * W)); });
+}
+
 // ------------------------------------------------------------------------------------------ public gemm
 static void gemm_one(const GemmArgs& g, int64_t p, bool parallel) {
   const size_t ea = g.adt == DT_F32 ? 4 : 2, eb = g.bdt == DT_F32 ? 4 : 2;
   const void* A = static_cast<const char*>(g.A) + (size_t)(p * g.strideA) * ea;
   const void* B = static_cast<const char*>(g.B) + (size_t)(p * g.strideB) * eb;
   // A~ rows are i: A stored M x K (row-major in i) or K x M when transA (k-major).
+  if (g.M <= kSmallM && g.M < MR) {
+    gemm_small_m(g.M, g.N, g.K, g.alpha, A, g.adt, g.lda, g.transA, B, g.bdt, g.ldb, g.transB, g.beta, g.C + p * g.strideC,
+                 g.ldc, parallel);
+    return;
+  }
   DensePacker<MR> pa(A, g.adt, g.lda, g.transA);
   // B~ rows are j: B stored K x N (k-major in j) or N x K when transB.
   DensePacker<NR> pb(B, g.bdt, g.ldb, !g.transB);
