@@ -162,4 +162,12 @@ test('eval vit-patches end to end: two-step runs of patches 14 and 7 give the ta
   assert.match(again.stderr, /patch 7: kept from/);
   assert.doesNotMatch(again.stderr, /training a/);
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'vit-patches.json'), 'utf8')).rows, saved.rows);
+
+  // Another patch size on its own adds its row and keeps the others.
+  const more = vssEval(...args.map((a) => (a === '14,7' ? '28' : a)));
+  assert.equal(more.status, 0, more.stderr);
+  const merged = JSON.parse(fs.readFileSync(path.join(out, 'vit-patches.json'), 'utf8'));
+  assert.deepEqual(merged.rows.map((x: { patch: number }) => x.patch), [14, 7, 28]);
+  assert.deepEqual(merged.rows.slice(0, 2), saved.rows);
+  assert.match(fs.readFileSync(path.join(out, 'vit-patches.md'), 'utf8'), /\| 14×14 \|[^\n]*\n\| 7×7 \|[^\n]*\n\| 28×28 \| 2 \|/); // one patch + CLS
 });

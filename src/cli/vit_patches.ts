@@ -242,7 +242,10 @@ export async function runVitPatches(flags: VitPatchesFlags): Promise<void> {
     date: new Date().toISOString(), runs: flags.runs,
   };
   const previous = flags.fresh ? null : readPatchesFile(jsonFile);
+  // Rows of patch sizes not asked for this time stay in the table (rows can be measured one run at a time).
+  const carried = previous?.rows.filter((r) => !patches.includes(r.patch)) ?? [];
   const rows: PatchRow[] = [];
+  const table = () => [...carried, ...rows];
   for (const [i, patch] of patches.entries()) {
     const planned = {
       patch, steps: flags.steps, batch: flags.batch, dim: flags.dim, depth: flags.depth, heads: flags.heads, mlp: flags.mlp,
@@ -265,16 +268,16 @@ export async function runVitPatches(flags: VitPatchesFlags): Promise<void> {
       `${row.infer_images_per_s.toFixed(1)} infer img/s, attention distance ${row.attention_distance.map((d) => d.toFixed(1)).join(' → ')} px`);
     rows.push(row);
     // Saved after every row: a row costs tens of minutes.
-    writeJson(jsonFile, { environment: env, rows } satisfies PatchesFile);
+    writeJson(jsonFile, { environment: env, rows: table() } satisfies PatchesFile);
   }
-  writeJson(jsonFile, { environment: env, rows } satisfies PatchesFile);
-  const md = patchesMarkdown(rows, env);
+  writeJson(jsonFile, { environment: env, rows: table() } satisfies PatchesFile);
+  const md = patchesMarkdown(table(), env);
   const mdFile = path.join(flags.out, 'vit-patches.md');
   writeFileAtomic(mdFile, md);
   const files = [jsonFile, mdFile];
-  if (rows.length > 0) {
+  if (table().length > 0) {
     const plot = path.join(flags.out, 'attention-distance.png');
-    await plotDistances(plot, rows);
+    await plotDistances(plot, table());
     files.push(plot);
   }
   console.log(md);
