@@ -102,46 +102,39 @@ function buildVit(t: TrainingApi, batch: number) {
   return { model, data };
 }
 
-const vitPeerSpec = (kind: string, batch: number): Record<string, unknown> =>
-  ({ kind, batch, size: VIT_SIDE, classes: VIT_CLASSES, ...VIT });
-
-export function trainVitCase(quick: boolean): Case {
+/** A ViT row: the same model, batch and peer spec for the training step and the forward pass. */
+function vitCase(kind: 'train' | 'infer', quick: boolean, prepare: (t: TrainingApi, vit: ReturnType<typeof buildVit>) => () => void): Case {
   const batch = quick ? 16 : 128;
   return {
-    id: `train_vit_b${batch}`,
+    id: `${kind}_vit_b${batch}`,
     group: 'train',
-    label: `train ${VIT_LABEL} batch ${batch}`,
+    label: `${kind} ${VIT_LABEL} batch ${batch}`,
     quick: true,
     items: batch,
-    timing: stepTiming(quick),
+    ...(kind === 'train' ? { timing: stepTiming(quick) } : {}),
     vss: (ctx) => {
       const t = trainingApi(ctx);
-      const { model, data } = buildVit(t, batch);
-      model.train();
-      // `vss train vit`'s AdamW groups (no decay on biases, norms, CLS, positions); plain cross-entropy.
-      const optimizer = new t.optim.AdamW(t.vitTraining.weightDecayGroups(model, 0.05), { lr: 1e-3 });
-      const unusedRng = new t.engine.Rng(2); // vitStep draws from it only when augmenting
-      const loss = (): Tensor => t.vitTraining.vitStep(model, data, unusedRng, { labelSmoothing: 0, augment: null }).loss;
-      return { run: () => optimizerStep(optimizer, loss), params: model.numParameters() };
+      const vit = buildVit(t, batch);
+      return { run: prepare(t, vit), params: vit.model.numParameters() };
     },
-    peer: { kind: 'torch', spec: vitPeerSpec('train_vit', batch) },
+    peer: { kind: 'torch', spec: { kind: `${kind}_vit`, batch, size: VIT_SIDE, classes: VIT_CLASSES, ...VIT } },
   };
 }
 
+export function trainVitCase(quick: boolean): Case {
+  return vitCase('train', quick, (t, { model, data }) => {
+    model.train();
+    // `vss train vit`'s AdamW groups (no decay on biases, norms, CLS, positions); plain cross-entropy.
+    const optimizer = new t.optim.AdamW(t.vitTraining.weightDecayGroups(model, 0.05), { lr: 1e-3 });
+    const unusedRng = new t.engine.Rng(2); // vitStep draws from it only when augmenting
+    const loss = (): Tensor => t.vitTraining.vitStep(model, data, unusedRng, { labelSmoothing: 0, augment: null }).loss;
+    return () => optimizerStep(optimizer, loss);
+  });
+}
+
 export function inferVitCase(quick: boolean): Case {
-  const batch = quick ? 16 : 128;
-  return {
-    id: `infer_vit_b${batch}`,
-    group: 'train',
-    label: `infer ${VIT_LABEL} batch ${batch}`,
-    quick: true,
-    items: batch,
-    vss: (ctx) => {
-      const t = trainingApi(ctx);
-      const { model, data } = buildVit(t, batch);
-      model.eval();
-      return { run: () => { t.engine.noGrad(() => model.forward(data.images).logits); }, params: model.numParameters() };
-    },
-    peer: { kind: 'torch', spec: vitPeerSpec('infer_vit', batch) },
-  };
+  return vitCase('infer', quick, (t, { model, data }) => {
+    model.eval();
+    return () => { t.engine.noGrad(() => model.forward(data.images).logits); };
+  });
 }

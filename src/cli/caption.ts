@@ -197,7 +197,7 @@ export function captionerModelConfig(c: Pick<CaptionerRunConfig, 'dataset' | 'im
     encoder: {
       imageSize: c.imageSize, patchSize: c.patch, numChannels: c.dataset === 'shapes' ? 3 : 1, hiddenSize: c.encDim,
       numHiddenLayers: c.encDepth, numAttentionHeads: c.encHeads, intermediateSize: c.encMlp, hiddenAct: 'gelu',
-      hiddenDropoutProb: c.dropout, attentionProbsDropoutProb: 0, layerNormEps: 1e-6, labels: ['LABEL_0'], convStem: c.encStem ?? [],
+      hiddenDropoutProb: c.dropout, attentionProbsDropoutProb: 0, layerNormEps: 1e-6, labels: ['LABEL_0'], convStem: c.encStem,
     },
     decoder: {
       vocabSize, nPositions: c.maxLength, nEmbd: c.decDim, nLayer: c.decDepth, nHead: c.decHeads, nInner: null,
