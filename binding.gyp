@@ -19,6 +19,7 @@
       "sources": [
         "native/src/addon.cc",
         "native/src/pool.cc",
+        "native/src/mapping.cc",
         "native/src/isa_portable.cc"
       ],
       "defines": ["NAPI_VERSION=8"],

@@ -124,6 +124,7 @@ function timeSteps(pipe: StableDiffusionPipeline, size: number, steps: number, c
   const h = size / pipe.vaeScaleFactor;
   const x = randn([1, 4, h, h], { rng: new Rng(1) });
   const times: Timed[] = [];
+  pipe.usePart('unet'); // as generate() does: the text encoder's mapped pages go back
   noGrad(() => {
     for (let i = 0; i <= steps; i++) {
       const t0 = performance.now(), c0 = process.cpuUsage();

@@ -11,7 +11,7 @@ import type { BinaryOp, F32, Half, Kernels, UnaryOp, WeightDtype } from '../src/
 import { BINARY_OPS, UNARY_OPS, convOutSize } from '../src/engine/backend/kernels.js';
 import { jsKernels } from '../src/engine/backend/js/index.js';
 import {
-  cpuFeatures, getNumThreads, loadNativeKernels, nativeExtras, setNumThreads, setSimdPath, supportedSimdPaths,
+  cpuFeatures, getNumThreads, loadNativeKernels, nativeExtras, setConvWinograd, setNumThreads, setSimdPath, supportedSimdPaths,
 } from '../src/engine/backend/native.js';
 
 // smallInJs: false so even tiny problems run the C++ code under test
@@ -88,6 +88,13 @@ function gemmCase(k: Kernels, o: {
 
 interface ConvCase { N: number; C: number; H: number; W: number; O: number; kh: number; kw: number; sh: number;
   sw: number; ph: number; pw: number; dh: number; dw: number; g: number }
+// 3×3 stride-1 convolutions with ≥ 8 channels and enough 2×2 output tiles take the Winograd path: odd
+// sizes (edge tiles), padding 0 and 2, C > KC (the GEMMs' K split), panels spanning images.
+const WINOGRAD_CASES: ConvCase[] = [
+  { N: 2, C: 9, H: 19, W: 23, O: 10, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
+  { N: 1, C: 400, H: 18, W: 18, O: 20, kh: 3, kw: 3, sh: 1, sw: 1, ph: 0, pw: 0, dh: 1, dw: 1, g: 1 },
+  { N: 3, C: 8, H: 15, W: 16, O: 13, kh: 3, kw: 3, sh: 1, sw: 1, ph: 2, pw: 2, dh: 1, dw: 1, g: 1 },
+];
 const CONV_CASES: ConvCase[] = [
   { N: 2, C: 5, H: 9, W: 11, O: 7, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
   { N: 1, C: 6, H: 7, W: 13, O: 10, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0, dh: 1, dw: 1, g: 2 },   // pointwise
@@ -101,6 +108,7 @@ const CONV_CASES: ConvCase[] = [
   { N: 1, C: 5, H: 30, W: 29, O: 7, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
   { N: 2, C: 4, H: 33, W: 40, O: 14, kh: 3, kw: 3, sh: 1, sw: 1, ph: 2, pw: 1, dh: 2, dw: 1, g: 2 },
   { N: 1, C: 3, H: 9, W: 700, O: 8, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },    // rows > a chunk
+  ...WINOGRAD_CASES,
 ];
 function convDims(c: ConvCase) {
   const OH = convOutSize(c.H, c.kh, c.sh, c.ph, c.dh), OW = convOutSize(c.W, c.kw, c.sw, c.pw, c.dw);
@@ -212,6 +220,25 @@ function crossCheck(path: string): void {
       nk.conv2dBackwardWeight(x, gy, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gw1);
       ref.conv2dBackwardWeight(x, gy, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gw2);
       check(gw1, gw2, `conv2dBackwardWeight ${JSON.stringify(c)}`);
+    }
+  });
+
+  test(`[${path}] conv2d: the Winograd path and the direct path agree, and Winograd really runs`, () => {
+    for (const c of WINOGRAD_CASES) {
+      const d = convDims(c);
+      const x = randn(d.xs), w = randn(d.ws, 0.5), bias = randn(c.O);
+      for (const dt of ['f32', 'f16'] as WeightDtype[]) {
+        const wb = weight(w, dt);
+        const win = new Float32Array(d.ys).fill(NaN), direct = new Float32Array(d.ys).fill(NaN);
+        setConvWinograd(true);
+        nk.conv2d(x, wb, dt, bias, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, win);
+        setConvWinograd(false);
+        nk.conv2d(x, wb, dt, bias, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, direct);
+        setConvWinograd(true);
+        check(win, direct, `winograd vs direct ${dt} ${JSON.stringify(c)}`, 2e-6);
+        // different rounding shows that another algorithm ran (the direct path is bit-stable)
+        assert.ok(win.some((v, i) => v !== direct[i]), `the Winograd path did not run for ${JSON.stringify(c)}`);
+      }
     }
   });
 
@@ -500,7 +527,7 @@ function determinism(path: string): void {
         nk.gemm(false, tB, 1, 2000, 300, 1, randn(300), 'f32', 300, 0, randn(2000 * 300), 'f32', tB ? 300 : 2000, 0, 0, C1, 2000, 0, 1);
         out.push(C1);
       }
-      // conv fwd / bwd
+      // conv fwd (Winograd: 288 tiles) / bwd
       const c = { N: 2, C: 16, H: 24, W: 24, O: 24, kh: 3, kw: 3 };
       const x = randn(c.N * c.C * c.H * c.W), w = randn(c.O * c.C * 9), gy = randn(c.N * c.O * c.H * c.W);
       const y = new Float32Array(gy.length), gx = new Float32Array(x.length), gw = new Float32Array(w.length);

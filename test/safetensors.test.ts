@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromTypedArray, type Tensor } from '../src/engine/index.js';
-import { SafetensorsFile, readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { SafetensorsFile, readSafetensors, releaseMappedWeights, writeSafetensors } from '../src/io/safetensors.js';
+import { releaseMappedPages } from '../src/engine/backend/native.js';
 import { denseElements } from '../src/nn/storage.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -224,4 +225,45 @@ test('real checkpoints written by the Python safetensors library', () => {
   assert.deepEqual([...ids.shape], [14, 77]);
   assert.deepEqual(values(ids).slice(0, 4), [49406n, 320n, 1125n, 539n]);
   assert.equal(values(ids).reduce((s: number, x) => s + Number(x), 0), 41731338);
+});
+
+// ------------------------------------------------------------------ memory-mapped files
+
+test('mapped files: views on the mapping with the same values; pages go back on release and return on reading', (t) => {
+  const n = 4 << 20; // 16 MiB of f32 (several thousand pages), + f16, i64 and a tiny tensor
+  const big = new Float32Array(n);
+  for (let i = 0; i < n; i++) big[i] = Math.sin(i * 0.001) * 3;
+  const half = fromTypedArray(new Float32Array(1000).map((_, i) => i / 7), [1000]).to('f16');
+  const p = tmpPath('mapped.safetensors');
+  writeSafetensors(p, { big: fromTypedArray(big, [n]), half, ids: fromTypedArray(BigInt64Array.from([5n, -3n]), [2], 'i64'), small: fromTypedArray(Float32Array.from([1, 2, 3]), [3]) });
+
+  const file = SafetensorsFile.open(p, { map: true });
+  if (!file.isMapped) { file.close(); t.skip('no native addon: mapping falls back to reading'); return; }
+  const read = readSafetensors(p).tensors;
+  const mapped = new Map(file.keys().map((k) => [k, file.get(k)]));
+  file.close(); // the tensors keep the mapping alive
+  for (const [k, v] of read) assert.deepEqual(values(mapped.get(k)!), values(v), k);
+  assert.equal((mapped.get('big')!.data as Float32Array).buffer.byteLength, fs.statSync(p).size, 'a view on the whole-file mapping');
+
+  const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
+  const sum = (a: Float32Array) => { let s = 0; for (let i = 0; i < a.length; i += 1024) s += a[i]; return s; };
+  const view = mapped.get('big')!.data as Float32Array;
+  const expected = sum(big);
+  assert.equal(sum(view), expected); // every page touched: resident
+  const before = rssMiB();
+  const released = releaseMappedWeights(mapped.values());
+  assert.ok(released >= 16 * 2 ** 20 - 2 * 65536, `released ${released} bytes`);
+  assert.ok(before - rssMiB() > 12, `RSS fell ${(before - rssMiB()).toFixed(1)} MiB (expected ~16)`);
+  assert.equal(sum(view), expected, 'the values read back from the page cache');
+  assert.deepEqual(values(mapped.get('ids')!), [5n, -3n]);
+  // Heap tensors are never released (the same madvise would zero them).
+  assert.equal(releaseMappedWeights(read.values()), 0);
+  assert.throws(() => releaseMappedPages(new ArrayBuffer(1 << 16), 0, 1 << 16), /not a mapped file/);
+});
+
+test('mapped files: a truncated file still fails at open, before anything is mapped', () => {
+  const p = tmpPath('trunc.safetensors');
+  writeSafetensors(p, { w: fromTypedArray(new Float32Array(4096), [4096]) });
+  fs.truncateSync(p, fs.statSync(p).size - 100);
+  assert.throws(() => SafetensorsFile.open(p, { map: true }), /truncated/);
 });

@@ -194,3 +194,15 @@ test('input errors are clear and happen before any work', async () => {
   assert.equal(samplerName(pipe.makeScheduler('DPM++ 2M Karras')), 'DPM++ 2M Karras');
   assert.equal(samplerName(pipe.makeScheduler()), 'DDIM');
 });
+
+test("memory 'lean' (mapped weights, each part's pages given back while the others run) gives the same images as 'resident'", async () => {
+  const resident = StableDiffusionPipeline.fromPretrained(path.join(GOLDEN, 'sd_pipe'), { memory: 'resident' });
+  assert.equal(resident.releaseIdleWeights, false);
+  assert.equal(pipe.releaseIdleWeights, true, 'lean is the default');
+  const opts = { prompt: PROMPT, steps: 3, width: 32, height: 32, seed: 5 };
+  const lean1 = await pipe.generate(opts);
+  const lean2 = await pipe.generate(opts); // the second run reads every part back after its release
+  const res = await resident.generate(opts);
+  assert.deepEqual([...lean1.images!.toFloat32Array()], [...res.images!.toFloat32Array()]);
+  assert.deepEqual([...lean2.images!.toFloat32Array()], [...res.images!.toFloat32Array()]);
+});

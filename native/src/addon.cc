@@ -14,6 +14,11 @@
 #include "common.h"
 
 namespace vss {
+
+// Memory-mapped weight files (mapping.cc).
+napi_value MapFile(napi_env env, napi_callback_info info);
+napi_value ReleasePages(napi_env env, napi_callback_info info);
+
 namespace {
 
 // ------------------------------------------------------------------------------------- SIMD path
@@ -787,6 +792,17 @@ napi_value SetNumThreads(napi_env env, napi_callback_info info) {
   set_num_threads((int)n);
   return undefined(env);
 }
+// setConvWinograd(on) → the previous setting
+napi_value SetConvWinograd(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  bool on = true;
+  if (napi_get_value_bool(env, a.arg(0), &on) != napi_ok) { a.fail("setConvWinograd: expected a boolean"); return nullptr; }
+  const bool was = conv_winograd_enabled();
+  set_conv_winograd(on);
+  napi_value r;
+  napi_get_boolean(env, was, &r);
+  return r;
+}
 napi_value GetNumThreads(napi_env env, napi_callback_info) {
   napi_value r;
   napi_create_int32(env, pool_size(), &r);
@@ -864,7 +880,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"layerNormBackward", LayerNormBwd}, {"groupNorm", GroupNorm}, {"groupNormBackward", GroupNormBwd},
       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads}, {"getSimd", GetSimd},
       {"setSimd", SetSimd}, {"supportedSimd", SupportedSimd}, {"opCounts", OpCounts},
-      {"simdSelfTestFailure", SelfTestFailure},
+      {"simdSelfTestFailure", SelfTestFailure}, {"mapFile", MapFile}, {"releasePages", ReleasePages},
+      {"setConvWinograd", SetConvWinograd},
   };
   for (const Fn& f : fns) {
     napi_value fn;

@@ -125,6 +125,11 @@ enum ScratchSlot : int {
 };
 void* scratch(int slot, size_t bytes);
 
+// Winograd F(2x2, 3x3) for 3x3 stride-1 forward convolutions (on by default; off: the direct path, for
+// comparisons). Process-wide.
+bool conv_winograd_enabled();
+void set_conv_winograd(bool on);
+
 // ----------------------------------------------------------------------------------------- scalar helpers
 static inline float f16_to_f32(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;

@@ -4,6 +4,9 @@
 //   backward input   stride 1: a convolution of gy with the flipped, transposed kernel (no scatter);
 //                    stride > 1: Wᵀ · gy into a column buffer (in pixel chunks), then col2im
 //   backward weight  gw[g] (Og x Cg·kh·kw) = Σ_n gy[n,g] (Og x OH·OW) · im2col(x[n,g])ᵀ
+// 3x3 stride-1 forward convolutions on planes of some size use Winograd F(2x2, 3x3) instead (impl_winograd.h).
+
+#include "impl_winograd.h"
 
 struct ConvGeom {
   int64_t C, H, W;            // input planes (channels of this group) and size
@@ -234,6 +237,7 @@ static void run_items(int64_t n, double flops_each, F item) {
 }
 
 static void conv2d(const ConvArgs& a) {
+  if (conv_winograd_applies(a)) { conv2d_winograd(a); return; }
   const int64_t OH = (a.H + 2 * a.ph - a.dh * (a.kh - 1) - 1) / a.sh + 1;
   const int64_t OW = (a.W + 2 * a.pw - a.dw * (a.kw - 1) - 1) / a.sw + 1;
   if (OH <= 0 || OW <= 0 || a.N <= 0 || a.O <= 0) return;

@@ -198,3 +198,9 @@ void* scratch(int slot, size_t bytes) {
 }
 
 }  // namespace vss
+
+namespace vss {
+static std::atomic<bool> g_conv_winograd{true};
+bool conv_winograd_enabled() { return g_conv_winograd.load(std::memory_order_relaxed); }
+void set_conv_winograd(bool on) { g_conv_winograd.store(on, std::memory_order_relaxed); }
+}  // namespace vss

@@ -48,6 +48,7 @@ interface GenerateFlags {
   strip?: boolean;
   prediction?: 'epsilon' | 'v';
   dtype: 'keep' | 'f16' | 'f32';
+  memory: 'lean' | 'resident';
   tiledVae?: boolean;
   progress: boolean;
 }
@@ -158,7 +159,7 @@ async function generate(promptArg: string | undefined, flags: GenerateFlags, cmd
 
   const t0 = performance.now();
   const pipe = StableDiffusionPipeline.fromPretrained(flags.model, {
-    dtype: flags.dtype, prediction: flags.prediction, tokenizer: flags.tokenizer,
+    dtype: flags.dtype, prediction: flags.prediction, tokenizer: flags.tokenizer, memory: flags.memory,
   });
   const loadS = (performance.now() - t0) / 1000;
   const f = pipe.vaeScaleFactor;
@@ -287,6 +288,7 @@ export function registerGenerateCommand(program: Command): void {
     .option('--strip', 'also write <output>-strip.png: the denoising at 8 steps side by side')
     .addOption(new Option('--prediction <type>', 'override the prediction type (SD 2.x 768 single files need v)').choices(['epsilon', 'v']))
     .addOption(new Option('--dtype <type>', 'weights in memory: keep the file\'s, or convert').choices(['keep', 'f16', 'f32']).default('keep'))
+    .addOption(new Option('--memory <mode>', 'lean: weight files memory-mapped, only the running part (text encoder, U-Net, VAE) resident; resident: all weights read into memory').choices(['lean', 'resident']).default('lean'))
     .option('--tiled-vae', 'decode in tiles (large images in less memory)')
     .option('--no-progress', 'no progress line')
     .action((prompt: string | undefined, flags: GenerateFlags, cmd: Command) => generate(prompt, flags, cmd));

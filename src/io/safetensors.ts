@@ -20,6 +20,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fromTypedArray, type Tensor } from '../engine/index.js';
+import { mapFile, releaseMappedPages } from '../engine/backend/native.js';
 import { denseBytes } from '../nn/storage.js';
 
 export type EngineDtype = Tensor['dtype'];
@@ -101,6 +102,19 @@ function writeFully(fd: number, bytes: Uint8Array): void {
   }
 }
 
+/** Buffers made by `mapFile` for SafetensorsFile: the only memory `releaseMappedWeights` may release. */
+const mappedBuffers = new WeakSet<ArrayBuffer>();
+
+export interface OpenOptions {
+  /**
+   * Memory-map the file: `get` returns f32 / f16 / bf16 / i32 / i64 tensors as views on the mapping (no
+   * copy; pages are read on first use and belong to the page cache, so `releaseMappedWeights` can give
+   * them back between uses). For read-only weights: writes stay private but a release reverts them.
+   * Falls back to reading when the native addon is not built. Default false.
+   */
+  map?: boolean;
+}
+
 export class SafetensorsFile {
   readonly path: string;
   readonly metadata: Record<string, string>;
@@ -108,26 +122,41 @@ export class SafetensorsFile {
   readonly dataStart: number;
   private readonly entries: Map<string, Entry>;
   private fd: number | null;
+  /** The whole file, mapped (with `map: true` and the native addon), else null. */
+  private mapped: ArrayBuffer | null;
 
   private constructor(filePath: string, fd: number, dataStart: number, entries: Map<string, Entry>,
-                      metadata: Record<string, string>) {
+                      metadata: Record<string, string>, mapped: ArrayBuffer | null) {
     this.path = filePath;
     this.fd = fd;
     this.dataStart = dataStart;
     this.entries = entries;
     this.metadata = metadata;
+    this.mapped = mapped;
   }
 
-  /** Open a file and validate its header; tensor data is read later by `get`. */
-  static open(filePath: string): SafetensorsFile {
+  /** Open a file and validate its header; tensor data is read (or mapped) later by `get`. */
+  static open(filePath: string, opts: OpenOptions = {}): SafetensorsFile {
     const fd = fs.openSync(filePath, 'r');
     try {
-      const { dataStart, entries, metadata } = parseHeader(fd, fs.fstatSync(fd).size, path.basename(filePath));
-      return new SafetensorsFile(filePath, fd, dataStart, entries, metadata);
+      const size = fs.fstatSync(fd).size;
+      const { dataStart, entries, metadata } = parseHeader(fd, size, path.basename(filePath));
+      // Mapped only after the header checks (a truncated file fails above, not with SIGBUS later).
+      const mapped = opts.map && size > 0 ? mapFile(filePath) : null;
+      if (mapped) {
+        if (mapped.byteLength !== size) throw new Error(`${path.basename(filePath)}: the file changed while it was opened`);
+        mappedBuffers.add(mapped);
+      }
+      return new SafetensorsFile(filePath, fd, dataStart, entries, metadata, mapped);
     } catch (err) {
       fs.closeSync(fd);
       throw err;
     }
+  }
+
+  /** True when `get` returns views on a memory mapping of the file. */
+  get isMapped(): boolean {
+    return this.mapped !== null;
   }
 
   /** Tensor names in file (header) order. */
@@ -144,11 +173,13 @@ export class SafetensorsFile {
     return { fileDtype: e.fileDtype, dtype: e.dtype, shape: [...e.shape], byteLength: e.byteLength };
   }
 
-  /** Read one tensor into fresh (aligned) storage. */
+  /** Read one tensor into fresh (aligned) storage, or (mapped file) a view on the mapping where it is aligned. */
   get(name: string): Tensor {
     const e = this.entry(name);
     if (this.fd === null) throw new Error(`${path.basename(this.path)}: file is closed`);
     const numel = product(e.shape);
+    const view = this.mappedView(e, numel);
+    if (view) return fromTypedArray(view as never, e.shape, e.dtype);
     const label = `${path.basename(this.path)}: tensor "${name}"`;
     const read = (bytes: Uint8Array) => readFully(this.fd!, bytes, this.dataStart + e.begin, label);
     const asBytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -176,10 +207,25 @@ export class SafetensorsFile {
     }
   }
 
+  /** Close the file. Tensors already returned from a mapping stay valid (the mapping lives while they do). */
   close(): void {
     if (this.fd !== null) {
       fs.closeSync(this.fd);
       this.fd = null;
+    }
+    this.mapped = null;
+  }
+
+  /** The tensor's bytes as a typed array on the mapping, when the file is mapped, stored as the engine keeps it, and aligned. */
+  private mappedView(e: Entry, numel: number): ArrayBufferView | null {
+    if (!this.mapped || numel === 0) return null;
+    const at = this.dataStart + e.begin;
+    switch (e.fileDtype) {
+      case 'F32': return at % 4 === 0 ? new Float32Array(this.mapped, at, numel) : null;
+      case 'F16': case 'BF16': return at % 2 === 0 ? new Uint16Array(this.mapped, at, numel) : null;
+      case 'I32': return at % 4 === 0 ? new Int32Array(this.mapped, at, numel) : null;
+      case 'I64': return at % 8 === 0 ? new BigInt64Array(this.mapped, at, numel) : null;
+      default: return null; // converted on read
     }
   }
 
@@ -279,6 +325,22 @@ function parseMetadata(raw: unknown, file: string): Record<string, string> {
     out[k] = v;
   }
   return out;
+}
+
+/**
+ * Give back the memory of tensors that are views on mapped files (`SafetensorsFile.open(f, { map: true })`):
+ * their whole pages leave this process and are mapped again, from the page cache, when next read. Other
+ * tensors are skipped. Returns the bytes released. Use it between the phases of a pipeline whose parts take
+ * turns (text encoder, U-Net, VAE): only the part running needs to be resident.
+ */
+export function releaseMappedWeights(tensors: Iterable<Tensor>): number {
+  let released = 0;
+  for (const t of tensors) {
+    const data = t.data as ArrayBufferView;
+    if (!(data.buffer instanceof ArrayBuffer) || !mappedBuffers.has(data.buffer)) continue;
+    released += releaseMappedPages(data.buffer, data.byteOffset, data.byteLength);
+  }
+  return released;
 }
 
 /** Read a whole file: every tensor plus the metadata. */

@@ -19,7 +19,8 @@ import type { UNet2DConditionModel } from '../models/unet2d_condition.js';
 import type { CLIPTokenizer } from '../tokenizers/index.js';
 import { type Scheduler, samplerFromName, schedulerFromConfig } from '../diffusion/schedulers/index.js';
 import { type Emphasis, encodePrompt, encodePromptPair } from './prompt_weighting.js';
-import { loadStableDiffusion, type LoadOptions, type LoadedStableDiffusion } from './loaders/index.js';
+import { loadStableDiffusion, mapsWeights, type LoadOptions, type LoadedStableDiffusion } from './loaders/index.js';
+import { releaseMappedWeights } from '../io/safetensors.js';
 
 export interface StableDiffusionComponents {
   tokenizer: CLIPTokenizer;
@@ -136,6 +137,11 @@ export class StableDiffusionPipeline {
   readonly schedulerConfig: Readonly<Record<string, unknown>>;
   /** Where the model came from (fromPretrained), for messages and PNG metadata. */
   source: LoadedStableDiffusion['source'] | null = null;
+  /**
+   * Give back the other parts' memory-mapped weight pages before a part runs (fromPretrained's `memory:
+   * 'lean'`, the default there). Weights read into memory are never affected.
+   */
+  releaseIdleWeights = false;
 
   constructor(components: StableDiffusionComponents) {
     this.tokenizer = components.tokenizer;
@@ -159,7 +165,19 @@ export class StableDiffusionPipeline {
     const parts = loadStableDiffusion(modelPath, opts);
     const pipe = new StableDiffusionPipeline({ ...parts, scheduler: schedulerFromConfig(parts.schedulerConfig), schedulerConfig: parts.schedulerConfig });
     pipe.source = parts.source;
+    pipe.releaseIdleWeights = mapsWeights(opts);
     return pipe;
+  }
+
+  /**
+   * Called before a part runs. The text encoder, U-Net and VAE take turns, so with `releaseIdleWeights` the
+   * memory-mapped weights of the other two are given back (their pages return from the page cache when
+   * next read): peak memory is one part's weights and activations, not all three parts'.
+   */
+  usePart(part: 'text' | 'unet' | 'vae'): void {
+    if (!this.releaseIdleWeights) return;
+    const parts = { text: this.textEncoder, unet: this.unet, vae: this.vae };
+    for (const [name, m] of Object.entries(parts)) if (name !== part) releaseMappedWeights(m.stateDict().values());
   }
 
   /** Image pixels per latent pixel (8 for SD). */
@@ -186,12 +204,14 @@ export class StableDiffusionPipeline {
   /** Stage 2 on its own: [1, L, D] embeddings of the prompt and (with guidance) the negative prompt. */
   encodePrompt(prompt: string, negativePrompt: string | null, opts: { clipSkip?: number; emphasis?: Emphasis } = {}): { cond: Tensor; uncond: Tensor | null } {
     const o = { clipSkip: opts.clipSkip ?? 0, emphasis: opts.emphasis };
+    this.usePart('text');
     if (negativePrompt === null) return { cond: encodePrompt(prompt, this.tokenizer, this.textEncoder, o), uncond: null };
     return encodePromptPair(prompt, negativePrompt, this.tokenizer, this.textEncoder, o);
   }
 
   /** Stage 7 on its own: latents (× scaling_factor) → images [B, 3, H, W] in [0, 1], one image at a time. */
   decodeLatents(latents: Tensor, tiled?: boolean | VaeTileOptions): Tensor {
+    this.usePart('vae');
     return noGrad(() => {
       const scaled = latents.div(this.vae.scalingFactor);
       const images: Tensor[] = [];
@@ -289,6 +309,7 @@ export class StableDiffusionPipeline {
       };
       const signedImage = initImage ? initImage.mul(2).sub(1) : null; // [0, 1] → [−1, 1]
       const encodeImage = (x: Tensor, given: Tensor | undefined, what: string): Tensor => {
+        this.usePart('vae');
         const post = this.vae.encode(x);
         const z = post.mean.add(post.logvar.mul(0.5).exp().mul(drawOr(given, [...post.mean.shape], what)));
         const scaled = z.mul(this.vae.scalingFactor);
@@ -336,6 +357,7 @@ export class StableDiffusionPipeline {
     let latents = prep.latents;
 
     // 6. Denoising loop
+    this.usePart('unet');
     let stopped = false;
     for (let i = 0; i < timesteps.length; i++) {
       if (opts.signal?.aborted) throw new GenerationAbortedError(i);

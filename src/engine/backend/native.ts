@@ -55,6 +55,9 @@ interface Addon {
   supportedSimd(): SimdPath[];
   opCounts(): [number, number];
   simdSelfTestFailure(): string | null;
+  setConvWinograd?(on: boolean): boolean;
+  mapFile?(file: string): ArrayBuffer | null;
+  releasePages?(buf: ArrayBuffer, byteOffset: number, byteLength: number): number;
 }
 
 const DT: Record<WeightDtype, number> = { f32: 0, f16: 1, bf16: 2 };
@@ -100,6 +103,35 @@ function load(): Addon | null {
     addon = null;
   }
   return addon;
+}
+
+/**
+ * The whole file as an ArrayBuffer over a private (copy-on-write) memory mapping, or null when the addon is
+ * not built or the platform has no mmap. Unmapped when the buffer is garbage-collected. See
+ * native/src/mapping.cc; the file must not be truncated while mapped.
+ */
+export function mapFile(file: string): ArrayBuffer | null {
+  const a = load();
+  return a?.mapFile ? a.mapFile(file) : null;
+}
+
+/**
+ * Give back the memory of the whole pages inside [byteOffset, byteOffset + byteLength) of a buffer made by
+ * `mapFile`; the bytes stay readable (mapped again from the page cache on the next access). Returns the
+ * bytes released. Throws for buffers that are not mapped files.
+ */
+export function releaseMappedPages(buf: ArrayBuffer, byteOffset: number, byteLength: number): number {
+  const a = load();
+  return a?.releasePages ? a.releasePages(buf, byteOffset, byteLength) : 0;
+}
+
+/**
+ * Use Winograd F(2×2, 3×3) for 3×3 stride-1 forward convolutions (the default) or the direct implicit-GEMM
+ * path, for comparisons. Returns the previous setting (false without the addon).
+ */
+export function setConvWinograd(on: boolean): boolean {
+  const a = load();
+  return a?.setConvWinograd ? a.setConvWinograd(on) : false;
 }
 
 /** Threads the addon's pool uses (1 when the addon is not loaded). */

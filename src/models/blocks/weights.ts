@@ -21,6 +21,8 @@ export interface PretrainedOptions {
   dtype?: 'f32' | 'f16' | 'bf16';
   /** Unknown config keys are an error instead of a warning. */
   strictConfig?: boolean;
+  /** Memory-map the weight files (read-only inference weights; see SafetensorsFile's `map`). Default false. */
+  map?: boolean;
 }
 
 export class WeightsError extends Error {
@@ -73,6 +75,8 @@ export interface LoadWeightsOptions {
   /** Map a file key to the model's name for it. */
   rename?: (key: string) => string;
   dtype?: 'f32' | 'f16' | 'bf16';
+  /** Memory-map the files: tensors kept in the file's dtype are views on the mapping. */
+  map?: boolean;
 }
 
 const MAX_LISTED = 12;
@@ -93,7 +97,7 @@ interface SourceEntry {
 export function loadWeights(model: Module, files: readonly string[], opts: LoadWeightsOptions): void {
   const handles: SafetensorsFile[] = [];
   try {
-    for (const f of files) handles.push(SafetensorsFile.open(f));
+    for (const f of files) handles.push(SafetensorsFile.open(f, { map: opts.map }));
     const entries = new Map<string, SourceEntry>();
     const duplicates: string[] = [];
     for (const file of handles) {
@@ -174,6 +178,6 @@ export function loadPretrained<M extends Module>(folder: string, className: stri
   const configFile = path.join(folder, 'config.json');
   if (!fs.existsSync(configFile)) throw new WeightsError(`${className}.fromPretrained(${folder}): no config.json in the folder`);
   const model = build(configFile);
-  loadWeights(model, findWeightFiles(folder, opts.variant), { label: `${className}.fromPretrained(${folder})`, rename, dtype: opts.dtype });
+  loadWeights(model, findWeightFiles(folder, opts.variant), { label: `${className}.fromPretrained(${folder})`, rename, dtype: opts.dtype, map: opts.map });
   return model;
 }

@@ -40,7 +40,17 @@ export interface LoadOptions {
   prediction?: 'epsilon' | 'v';
   /** Single files carry no tokenizer: a tokenizer folder (vocab.json + merges.txt). Default: `tokenizer/` beside the file. */
   tokenizer?: string;
+  /**
+   * 'lean' (default): safetensors weights kept in their file dtype are memory-mapped, not copied, and the
+   * pipeline gives back each part's pages while the other parts run (they return from the page cache when
+   * next used): peak memory is the largest part plus its activations, not all parts. 'resident': weights
+   * are read into memory once and stay there.
+   */
+  memory?: 'lean' | 'resident';
 }
+
+/** Whether these options map weight files. */
+export const mapsWeights = (opts: LoadOptions): boolean => opts.memory !== 'resident';
 
 export interface StableDiffusionParts {
   tokenizer: CLIPTokenizer;
@@ -110,8 +120,9 @@ export function loadDiffusersFolder(folder: string, opts: LoadOptions = {}): Loa
   }
   const weightDtype = opts.dtype === 'keep' || opts.dtype === undefined ? undefined : opts.dtype;
   const unetDir = path.join(folder, 'unet'), vaeDir = path.join(folder, 'vae');
-  const unet = UNet2DConditionModel.fromPretrained(unetDir, { variant: variantIn(unetDir, 'diffusion_pytorch_model', opts.variant), dtype: weightDtype });
-  const vae = AutoencoderKL.fromPretrained(vaeDir, { variant: variantIn(vaeDir, 'diffusion_pytorch_model', opts.variant), dtype: weightDtype });
+  const map = mapsWeights(opts);
+  const unet = UNet2DConditionModel.fromPretrained(unetDir, { variant: variantIn(unetDir, 'diffusion_pytorch_model', opts.variant), dtype: weightDtype, map });
+  const vae = AutoencoderKL.fromPretrained(vaeDir, { variant: variantIn(vaeDir, 'diffusion_pytorch_model', opts.variant), dtype: weightDtype, map });
   const textEncoder = loadTextEncoderFolder(path.join(folder, 'text_encoder'), opts);
   const tokenizer = CLIPTokenizer.fromPretrained(path.join(folder, 'tokenizer'));
   const family: SDFamily = unet.crossAttentionDim === 1024 ? 'sd2' : 'sd1';
@@ -133,7 +144,7 @@ function loadTextEncoderFolder(dir: string, opts: LoadOptions): CLIPTextModel {
   if (!fs.existsSync(cfgFile)) throw new ModelLoadError(`${dir}: no config.json`);
   const model = withoutInit(() => new CLIPTextModel(clipTextConfigFromJson(readJson(cfgFile), cfgFile)));
   const files = findWeightFiles(dir, variantIn(dir, 'model', opts.variant), 'model');
-  const handles = files.map((f) => SafetensorsFile.open(f));
+  const handles = files.map((f) => SafetensorsFile.open(f, { map: mapsWeights(opts) }));
   try {
     const sources = new Map<string, Source>();
     for (const h of handles) {
@@ -163,7 +174,7 @@ function variantIn(dir: string, base: string, variant: string | undefined): stri
 // ------------------------------------------------------------------ single files
 
 export function loadSingleFile(file: string, opts: LoadOptions = {}): LoadedStableDiffusion {
-  const ckpt = openCheckpoint(file);
+  const ckpt = openCheckpoint(file, { map: mapsWeights(opts) });
   try {
     const plan = planLdmConversion(ckpt.tensors, { prediction: opts.prediction });
     const label = path.basename(file);

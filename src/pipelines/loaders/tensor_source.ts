@@ -30,13 +30,16 @@ export class CheckpointError extends Error {
   override name = 'CheckpointError';
 }
 
-/** Open a single-file checkpoint: `.safetensors`, or a torch zip pickle (`.ckpt`, `.pt`, `.pth`, `.bin`). */
-export function openCheckpoint(file: string): CheckpointFile {
+/**
+ * Open a single-file checkpoint: `.safetensors`, or a torch zip pickle (`.ckpt`, `.pt`, `.pth`, `.bin`).
+ * `map`: memory-map a safetensors file (see SafetensorsFile's option); pickles are always read.
+ */
+export function openCheckpoint(file: string, opts: { map?: boolean } = {}): CheckpointFile {
   if (!fs.existsSync(file)) throw new CheckpointError(`${file}: no such file`);
   if (fs.statSync(file).isDirectory()) throw new CheckpointError(`${file} is a folder, not a checkpoint file`);
   const ext = path.extname(file).toLowerCase();
   if (ext === '.safetensors' || looksLikeSafetensors(file)) {
-    const st = SafetensorsFile.open(file);
+    const st = SafetensorsFile.open(file, { map: opts.map });
     const tensors = new Map<string, LazyTensor>();
     for (const key of st.keys()) {
       const info = st.info(key);
