@@ -223,7 +223,7 @@ function crossCheck(path: string): void {
     }
   });
 
-  test(`[${path}] conv2d: the Winograd path and the direct path agree, and Winograd really runs`, () => {
+  test(`[${path}] conv2d forward and input gradient: the Winograd path and the direct path agree, and Winograd really runs`, () => {
     for (const c of WINOGRAD_CASES) {
       const d = convDims(c);
       const x = randn(d.xs), w = randn(d.ws, 0.5), bias = randn(c.O);
@@ -238,6 +238,14 @@ function crossCheck(path: string): void {
         check(win, direct, `winograd vs direct ${dt} ${JSON.stringify(c)}`, 2e-6);
         // different rounding shows that another algorithm ran (the direct path is bit-stable)
         assert.ok(win.some((v, i) => v !== direct[i]), `the Winograd path did not run for ${JSON.stringify(c)}`);
+        // the stride-1 input gradient: a Winograd convolution of gy with the rotated, transposed kernel
+        const gy = randn(d.ys), gxWin = new Float32Array(d.xs).fill(NaN), gxDirect = new Float32Array(d.xs).fill(NaN);
+        nk.conv2dBackwardInput(gy, wb, dt, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gxWin);
+        setConvWinograd(false);
+        nk.conv2dBackwardInput(gy, wb, dt, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gxDirect);
+        setConvWinograd(true);
+        check(gxWin, gxDirect, `winograd vs direct backward input ${dt} ${JSON.stringify(c)}`, 2e-6);
+        assert.ok(gxWin.some((v, i) => v !== gxDirect[i]), `the Winograd input gradient did not run for ${JSON.stringify(c)}`);
       }
     }
   });

@@ -292,6 +292,7 @@ static void conv2d_bwd_input(const ConvArgs& a) {
     return;
   }
   const int64_t P = OH * OW;
+  if (conv2d_bwd_input_winograd(a)) return;
   if (a.sh == 1 && a.sw == 1) {
     // gx[n,g] (Cg x H·W) = flip(W[g])ᵀ (Cg x Og·kh·kw) · im2col'(gy[n,g]) with padding dh(kh-1) - ph
     const ConvGeom geom{Og, OH, OW, a.H, a.W, a.kh, a.kw, 1, 1,

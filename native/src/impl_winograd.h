@@ -14,7 +14,7 @@
 //   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]   G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]   Aᵀ = [1 1 1 0; 0 1 −1 −1]
 
 static inline bool conv_winograd_applies(const ConvArgs& a) {
-  if (!conv_winograd_enabled()) return false;
+  if (!conv_winograd_enabled() || a.ph < 0 || a.pw < 0) return false;
   if (a.groups != 1 || a.kh != 3 || a.kw != 3 || a.sh != 1 || a.sw != 1 || a.dh != 1 || a.dw != 1) return false;
   const int64_t OH = a.H + 2 * a.ph - 2, OW = a.W + 2 * a.pw - 2;
   if (OH < 2 || OW < 2 || a.C < 8 || a.O < 8) return false;
@@ -26,15 +26,21 @@ static inline bool conv_winograd_applies(const ConvArgs& a) {
 }
 
 // U_ξ packed like prepack_a: panel a holds rows [a·MR, a·MR + MR) as [c][MR]; rows past O are zero.
-static void winograd_weights(const ConvArgs& a, float* U) {
+// flip_t: the kernel is stored as w[c][o][3][3] and used rotated by 180° (the input gradient's kernel).
+static void winograd_weights(const ConvArgs& a, float* U, bool flip_t) {
   const int64_t C = a.C, O = a.O, np = ceil_div(O, MR), plane = np * C * MR;
   auto rows = [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; o++) {
       const int64_t panel = o / MR, r = o % MR;
       for (int64_t c = 0; c < C; c++) {
         float g[9];
-        const int64_t base = (o * C + c) * 9;
-        for (int i = 0; i < 9; i++) g[i] = load_as_f32(a.w, a.wdt, base + i);
+        if (flip_t) {
+          const int64_t base = (c * O + o) * 9;
+          for (int i = 0; i < 9; i++) g[i] = load_as_f32(a.w, a.wdt, base + 8 - i);
+        } else {
+          const int64_t base = (o * C + c) * 9;
+          for (int i = 0; i < 9; i++) g[i] = load_as_f32(a.w, a.wdt, base + i);
+        }
         float t[4][3];  // G g (4×3)
         for (int j = 0; j < 3; j++) {
           const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
@@ -63,13 +69,13 @@ static void winograd_weights(const ConvArgs& a, float* U) {
   par_range(O, 9 * C * 16, rows);
 }
 
-static void conv2d_winograd(const ConvArgs& a) {
+static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
   const int64_t C = a.C, O = a.O, H = a.H, Wd = a.W;
   const int64_t OH = H + 2 * a.ph - 2, OW = Wd + 2 * a.pw - 2;
   const int64_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, TI = TH * TW, T = a.N * TI;
   const int64_t npa = ceil_div(O, MR), uplane = npa * C * MR;
   float* U = static_cast<float*>(scratch(SLOT_OP3, (size_t)(16 * uplane) * sizeof(float)));
-  winograd_weights(a, U);
+  winograd_weights(a, U, flip_t);
 
   // Chunks of whole panels: up to 4 panels (U is streamed once per chunk), fewer when that leaves
   // threads idle. Results do not depend on the chunking.
@@ -103,13 +109,32 @@ static void conv2d_winograd(const ConvArgs& a) {
       for (int64_t c = 0; c < C; c++) {
         alignas(64) float d[16][NR];
         const int64_t cHW = c * H * Wd;
+        float* dst = Vb + p * C * NR + c * NR;
         if (one_row) {
+          // lane l's patch column s is row element 2l + s: split each row into even and odd elements
           const float* base = a.x + src[0] + cHW;
-          for (int r = 0; r < 4; r++) {
-            const float* rp = base + r * Wd;
-            for (int s = 0; s < 4; s++)
-              for (int l = 0; l < NR; l++) d[4 * r + s][l] = rp[2 * l + s];
+          for (int l = 0; l < NR; l += W) {
+            V t[16];
+            V e0[4], o0[4], e1[4], o1[4];  // per patch row: columns 0, 1, 2, 3 of the W lanes' patches
+            for (int r = 0; r < 4; r++) {
+              vdeinterleave2(base + r * Wd + 2 * l, e0[r], o0[r]);
+              vdeinterleave2(base + r * Wd + 2 * l + 2, e1[r], o1[r]);
+            }
+            const V* col[4] = {e0, o0, e1, o1};
+            for (int sc = 0; sc < 4; sc++) {  // Bᵀ d: combine rows
+              const V* dcol = col[sc];
+              t[sc] = vsub(dcol[0], dcol[2]); t[4 + sc] = vadd(dcol[1], dcol[2]);
+              t[8 + sc] = vsub(dcol[2], dcol[1]); t[12 + sc] = vsub(dcol[1], dcol[3]);
+            }
+            for (int r = 0; r < 4; r++) {  // (Bᵀ d) B: combine columns
+              const V f0 = t[4 * r], f1 = t[4 * r + 1], f2 = t[4 * r + 2], f3 = t[4 * r + 3];
+              vstore(dst + (int64_t)(4 * r + 0) * vplane + l, vsub(f0, f2));
+              vstore(dst + (int64_t)(4 * r + 1) * vplane + l, vadd(f1, f2));
+              vstore(dst + (int64_t)(4 * r + 2) * vplane + l, vsub(f2, f1));
+              vstore(dst + (int64_t)(4 * r + 3) * vplane + l, vsub(f1, f3));
+            }
           }
+          continue;
         } else if (inside) {
           for (int l = 0; l < NR; l++) {
             const float* sp = a.x + src[l] + cHW;
@@ -129,7 +154,6 @@ static void conv2d_winograd(const ConvArgs& a) {
             }
           }
         }
-        float* dst = Vb + p * C * NR + c * NR;
         for (int l = 0; l < NR; l += W) {
           V t[16];
           for (int s = 0; s < 4; s++) {  // Bᵀ d: combine rows
@@ -174,6 +198,14 @@ static void conv2d_winograd(const ConvArgs& a) {
       // offset of out[n, 0, oh, ow]; the low two bits say whether the block has a right column / lower row
       dst_off[l] = ((n * O * P + oh * OW + ow) << 2) | (ow + 1 < OW ? 1 : 0) | (oh + 1 < OH ? 2 : 0);
     }
+    // groups of W lanes whose 2×2 blocks sit side by side in full: two vector stores per output row
+    bool* full_row = reinterpret_cast<bool*>(scratch(SLOT_OP7, (size_t)(Tc / W + 1)));
+    for (int64_t l0 = 0; l0 < valid; l0 += W) {
+      bool ok = l0 + W <= valid;
+      for (int l = 0; ok && l < W; l++)
+        ok = (dst_off[l0 + l] & 3) == 3 && (dst_off[l0 + l] >> 2) == (dst_off[l0] >> 2) + 2 * l;
+      full_row[l0 / W] = ok;
+    }
     for (int64_t o = 0; o < O; o++) {
       const V vb = vset1(a.bias ? a.bias[o] : 0.0f);
       float* out_o = a.out + o * P;
@@ -185,11 +217,17 @@ static void conv2d_winograd(const ConvArgs& a) {
           s0[j] = vadd(vadd(m[j], m[4 + j]), m[8 + j]);
           s1[j] = vsub(vsub(m[4 + j], m[8 + j]), m[12 + j]);
         }
-        alignas(64) float y[4][W];  // y00, y01, y10, y11 per lane
-        vstore(y[0], vadd(vadd(vadd(s0[0], s0[1]), s0[2]), vb));
-        vstore(y[1], vadd(vsub(vsub(s0[1], s0[2]), s0[3]), vb));
-        vstore(y[2], vadd(vadd(vadd(s1[0], s1[1]), s1[2]), vb));
-        vstore(y[3], vadd(vsub(vsub(s1[1], s1[2]), s1[3]), vb));
+        const V y00 = vadd(vadd(vadd(s0[0], s0[1]), s0[2]), vb), y01 = vadd(vsub(vsub(s0[1], s0[2]), s0[3]), vb);
+        const V y10 = vadd(vadd(vadd(s1[0], s1[1]), s1[2]), vb), y11 = vadd(vsub(vsub(s1[1], s1[2]), s1[3]), vb);
+        if (full_row[l0 / W]) {
+          float* q = out_o + (dst_off[l0] >> 2);
+          V lo, hi;
+          vinterleave2(y00, y01, lo, hi); vstore(q, lo); vstore(q + W, hi);
+          vinterleave2(y10, y11, lo, hi); vstore(q + OW, lo); vstore(q + OW + W, hi);
+          continue;
+        }
+        alignas(64) float y[4][W];
+        vstore(y[0], y00); vstore(y[1], y01); vstore(y[2], y10); vstore(y[3], y11);
         const int nl = (int)imin<int64_t>(W, valid - l0);
         for (int l = 0; l < nl; l++) {
           const int64_t code = dst_off[l0 + l];
@@ -203,4 +241,18 @@ static void conv2d_winograd(const ConvArgs& a) {
   };
   if (nt > 1 && nchunks > 1) par_for(nchunks, chunk);
   else for (int64_t ci = 0; ci < nchunks; ci++) chunk(ci, 0);
+}
+
+// The stride-1 input gradient is the convolution of gy with the kernel rotated by 180° and its channel
+// axes swapped, padded by 2 − p: the same Winograd path. Returns false when it does not apply.
+static bool conv2d_bwd_input_winograd(const ConvArgs& a) {
+  if (a.groups != 1 || a.kh != 3 || a.kw != 3 || a.sh != 1 || a.sw != 1 || a.dh != 1 || a.dw != 1) return false;
+  ConvArgs b = a;
+  b.C = a.O; b.O = a.C;
+  b.H = a.H + 2 * a.ph - 2; b.W = a.W + 2 * a.pw - 2;  // gy's plane
+  b.ph = 2 - a.ph; b.pw = 2 - a.pw;
+  b.x = a.gy; b.out = a.out; b.bias = nullptr;
+  if (!conv_winograd_applies(b) || b.H + 2 * b.ph - 2 != a.H || b.W + 2 * b.pw - 2 != a.W) return false;
+  conv2d_winograd(b, true);
+  return true;
 }

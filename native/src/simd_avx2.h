@@ -41,6 +41,19 @@ static inline void vstore_n(float* p, V v, int n) {
 }
 static inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
 static inline V vsub(V a, V b) { return _mm256_sub_ps(a, b); }
+// even = p[0], p[2], …, p[2W−2]; odd = p[1], p[3], …, p[2W−1]
+static inline void vdeinterleave2(const float* p, V& even, V& odd) {
+  const V x = _mm256_loadu_ps(p), y = _mm256_loadu_ps(p + 8);
+  const V e = _mm256_shuffle_ps(x, y, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(x, y, _MM_SHUFFLE(3, 1, 3, 1));
+  even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+  odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+}
+// lo = a0 b0 a1 b1 … (the first W of the interleaving), hi = the rest
+static inline void vinterleave2(V a, V b, V& lo, V& hi) {
+  const V u = _mm256_unpacklo_ps(a, b), v = _mm256_unpackhi_ps(a, b);
+  lo = _mm256_permute2f128_ps(u, v, 0x20);
+  hi = _mm256_permute2f128_ps(u, v, 0x31);
+}
 static inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
 static inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
 static inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }

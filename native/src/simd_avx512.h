@@ -9,6 +9,21 @@ typedef __mmask16 Mask;
 static inline V vzero() { return _mm512_setzero_ps(); }
 static inline V vset1(float a) { return _mm512_set1_ps(a); }
 static inline V vload(const float* p) { return _mm512_loadu_ps(p); }
+// even = p[0], p[2], …, p[2W−2]; odd = p[1], p[3], …, p[2W−1]
+static inline void vdeinterleave2(const float* p, V& even, V& odd) {
+  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const V x = _mm512_loadu_ps(p), y = _mm512_loadu_ps(p + 16);
+  even = _mm512_permutex2var_ps(x, ie, y);
+  odd = _mm512_permutex2var_ps(x, io, y);
+}
+// lo = a0 b0 a1 b1 … (the first W of the interleaving), hi = the rest
+static inline void vinterleave2(V a, V b, V& lo, V& hi) {
+  const __m512i il = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i ih = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  lo = _mm512_permutex2var_ps(a, il, b);
+  hi = _mm512_permutex2var_ps(a, ih, b);
+}
 static inline V vloada(const float* p) { return _mm512_load_ps(p); }
 static inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
 static inline __mmask16 tailmask(int n) { return (__mmask16)((n >= 16) ? 0xffff : ((1u << n) - 1)); }

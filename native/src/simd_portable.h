@@ -24,6 +24,14 @@ static inline void vstore_n(float* p, V v, int n) {
 }
 static inline V vadd(V a, V b) { return a + b; }
 static inline V vsub(V a, V b) { return a - b; }
+// even = p[0], p[2], …, p[2W−2]; odd = p[1], p[3], …, p[2W−1]
+static inline void vdeinterleave2(const float* p, V& even, V& odd) {
+  for (int i = 0; i < W; i++) { even[i] = p[2 * i]; odd[i] = p[2 * i + 1]; }
+}
+// lo = a0 b0 a1 b1 … (the first W of the interleaving), hi = the rest
+static inline void vinterleave2(V a, V b, V& lo, V& hi) {
+  for (int i = 0; i < W / 2; i++) { lo[2 * i] = a[i]; lo[2 * i + 1] = b[i]; hi[2 * i] = a[W / 2 + i]; hi[2 * i + 1] = b[W / 2 + i]; }
+}
 static inline V vmul(V a, V b) { return a * b; }
 static inline V vdiv(V a, V b) { return a / b; }
 static inline V vfma(V a, V b, V c) { return a * b + c; }   // contracted to FMA where the target has it
