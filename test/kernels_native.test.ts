@@ -88,11 +88,11 @@ function gemmCase(k: Kernels, o: {
 
 interface ConvCase { N: number; C: number; H: number; W: number; O: number; kh: number; kw: number; sh: number;
   sw: number; ph: number; pw: number; dh: number; dw: number; g: number }
-// 3×3 stride-1 convolutions with ≥ 8 channels and enough 2×2 output tiles take the Winograd path: odd
+// 3×3 stride-1 convolutions with ≥ 8 channels and ≥ 128 2×2 output tiles take the Winograd path: odd
 // sizes (edge tiles), padding 0 and 2, C > KC (the GEMMs' K split), panels spanning images.
 const WINOGRAD_CASES: ConvCase[] = [
   { N: 2, C: 9, H: 19, W: 23, O: 10, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
-  { N: 1, C: 400, H: 18, W: 18, O: 20, kh: 3, kw: 3, sh: 1, sw: 1, ph: 0, pw: 0, dh: 1, dw: 1, g: 1 },
+  { N: 1, C: 400, H: 26, W: 26, O: 20, kh: 3, kw: 3, sh: 1, sw: 1, ph: 0, pw: 0, dh: 1, dw: 1, g: 1 },
   { N: 3, C: 8, H: 15, W: 16, O: 13, kh: 3, kw: 3, sh: 1, sw: 1, ph: 2, pw: 2, dh: 1, dw: 1, g: 1 },
 ];
 const CONV_CASES: ConvCase[] = [
@@ -224,7 +224,9 @@ function crossCheck(path: string): void {
   });
 
   test(`[${path}] conv2d forward and input gradient: the Winograd path and the direct path agree, and Winograd really runs`, () => {
-    for (const c of WINOGRAD_CASES) {
+    // + a layer wide enough that its transformed weights are made and used in blocks of output channels
+    const blocked: ConvCase = { N: 2, C: 600, H: 24, W: 24, O: 700, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 };
+    for (const c of [...WINOGRAD_CASES, blocked]) {
       const d = convDims(c);
       const x = randn(d.xs), w = randn(d.ws, 0.5), bias = randn(c.O);
       for (const dt of ['f32', 'f16'] as WeightDtype[]) {
@@ -305,7 +307,15 @@ function crossCheck(path: string): void {
         const gr = [0, 1].map(() => [new Float32Array(N * C * HW), new Float32Array(C), new Float32Array(C)]);
         nk.groupNormBackward(x, w, outs[1][1], outs[1][2], gy, N, C, HW, G, gr[0][0], affine ? gr[0][1] : null, affine ? gr[0][2] : null);
         ref.groupNormBackward(x, w, outs[1][1], outs[1][2], gy, N, C, HW, G, gr[1][0], affine ? gr[1][1] : null, affine ? gr[1][2] : null);
-        for (let t = 0; t < 3; t++) check(gr[0][t], gr[1][t], `groupNormBackward ${[N, C, HW, G]} [${t}]`);
+        for (let t = 0; t < 3; t++) {
+          if (t === 0 && (C / G) * HW === 1) {
+            // one element per group: x̂ = 0 and the input gradient is 0 up to rounding noise (×rstd = 1/√eps),
+            // so a relative comparison of two noises means nothing
+            assert.ok(gr[0][0].every((v) => Math.abs(v) < 1e-3) && gr[1][0].every((v) => Math.abs(v) < 1e-3), 'groupNormBackward of 1-element groups');
+            continue;
+          }
+          check(gr[0][t], gr[1][t], `groupNormBackward ${[N, C, HW, G]} [${t}]`);
+        }
       }
       // fused group norm + SiLU: the same bits as groupNorm then the SiLU kernel
       const x = randn(N * C * HW, 3), w = randn(C), b = randn(C);

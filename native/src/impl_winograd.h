@@ -19,19 +19,24 @@ static inline bool conv_winograd_applies(const ConvArgs& a) {
   const int64_t OH = a.H + 2 * a.ph - 2, OW = a.W + 2 * a.pw - 2;
   if (OH < 2 || OW < 2 || a.C < 8 || a.O < 8) return false;
   const int64_t tiles = a.N * ((OH + 1) / 2) * ((OW + 1) / 2);
-  // The transformed weights (16 × O × C floats) are scratch kept per thread: cap them, and skip planes so
-  // small that transforming the weights costs more than the multiplies saved.
-  const double ubytes = 16.0 * round_up(a.O, MR) * a.C * sizeof(float);
-  return ubytes <= 48.0 * (1 << 20) && tiles >= 2 * NR;
+  // Few tiles: transforming the weights (16 × O × C floats written) costs about what the multiplies save
+  // (measured on SD's 1280-channel layers at 8×8, batch 2: slower than direct).
+  return tiles >= 128;
 }
 
-// U_ξ packed like prepack_a: panel a holds rows [a·MR, a·MR + MR) as [c][MR]; rows past O are zero.
-// flip_t: the kernel is stored as w[c][o][3][3] and used rotated by 180° (the input gradient's kernel).
-static void winograd_weights(const ConvArgs& a, float* U, bool flip_t) {
-  const int64_t C = a.C, O = a.O, np = ceil_div(O, MR), plane = np * C * MR;
+// The transformed weights of a block of output channels (16 × Ob × C floats) stay under this, so the
+// scratch kept for them is bounded; wider layers run block by block (the input transform is redone per
+// block, a small cost next to the GEMMs).
+constexpr double kWinogradUBytes = 24.0 * (1 << 20);
+
+// U_ξ of output channels [ob, ob + Ob), packed like prepack_a: panel a holds rows [a·MR, a·MR + MR) as
+// [c][MR]; rows past the block are zero. flip_t: the kernel is stored as w[c][o][3][3] and used rotated by
+// 180° (the input gradient's kernel).
+static void winograd_weights(const ConvArgs& a, float* U, bool flip_t, int64_t ob, int64_t Ob) {
+  const int64_t C = a.C, O = a.O, np = ceil_div(Ob, MR), plane = np * C * MR;
   auto rows = [&](int64_t o0, int64_t o1) {
-    for (int64_t o = o0; o < o1; o++) {
-      const int64_t panel = o / MR, r = o % MR;
+    for (int64_t o = ob + o0; o < ob + o1; o++) {
+      const int64_t panel = (o - ob) / MR, r = (o - ob) % MR;
       for (int64_t c = 0; c < C; c++) {
         float g[9];
         if (flip_t) {
@@ -61,21 +66,24 @@ static void winograd_weights(const ConvArgs& a, float* U, bool flip_t) {
     }
   };
   // zero the padding rows of the last panel
-  if (O % MR) {
+  if (Ob % MR) {
     for (int xi = 0; xi < 16; xi++)
       for (int64_t c = 0; c < C; c++)
-        for (int64_t r = O % MR; r < MR; r++) U[xi * plane + (np - 1) * C * MR + c * MR + r] = 0.0f;
+        for (int64_t r = Ob % MR; r < MR; r++) U[xi * plane + (np - 1) * C * MR + c * MR + r] = 0.0f;
   }
-  par_range(O, 9 * C * 16, rows);
+  par_range(Ob, 9 * C * 16, rows);
 }
 
 static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
   const int64_t C = a.C, O = a.O, H = a.H, Wd = a.W;
   const int64_t OH = H + 2 * a.ph - 2, OW = Wd + 2 * a.pw - 2;
   const int64_t TH = (OH + 1) / 2, TW = (OW + 1) / 2, TI = TH * TW, T = a.N * TI;
-  const int64_t npa = ceil_div(O, MR), uplane = npa * C * MR;
-  float* U = static_cast<float*>(scratch(SLOT_OP3, (size_t)(16 * uplane) * sizeof(float)));
-  winograd_weights(a, U, flip_t);
+  // output channels in blocks whose transformed weights fit kWinogradUBytes
+  int64_t Ob = O;
+  if (16.0 * round_up(O, MR) * C * sizeof(float) > kWinogradUBytes)
+    Ob = imax<int64_t>(MR, (int64_t)(kWinogradUBytes / (16.0 * C * sizeof(float))) / MR * MR);
+  const int64_t npa_max = ceil_div(Ob, MR);
+  float* U = static_cast<float*>(scratch(SLOT_OP3, (size_t)(16 * npa_max * C * MR) * sizeof(float)));
 
   // Chunks of whole panels: up to 4 panels (U is streamed once per chunk), fewer when that leaves
   // threads idle. Results do not depend on the chunking.
@@ -85,11 +93,12 @@ static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
   const int64_t nchunks = ceil_div(npanels, per);
   const int64_t P = OH * OW;
 
+  int64_t ob = 0, Obk = Ob, npa = npa_max, uplane = npa_max * C * MR;  // the current block
   auto chunk = [&](int64_t ci, int) {
     const int64_t p0 = ci * per, pn = imin(per, npanels - p0), Tc = pn * NR, t0 = p0 * NR;
     const int64_t vplane = pn * C * NR;  // one ξ of V: pn panels of [c][NR]
     float* Vb = static_cast<float*>(scratch(SLOT_OP4, (size_t)(16 * vplane) * sizeof(float)));
-    float* Mb = static_cast<float*>(scratch(SLOT_OP5, (size_t)(16 * O * Tc) * sizeof(float)));
+    float* Mb = static_cast<float*>(scratch(SLOT_OP5, (size_t)(16 * Obk * Tc) * sizeof(float)));
 
     // 1. input transform, panel by panel: lanes are tiles
     for (int64_t p = 0; p < pn; p++) {
@@ -175,7 +184,7 @@ static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
     for (int xi = 0; xi < 16; xi++) {
       const float* Ux = U + xi * uplane;
       const float* Vx = Vb + xi * vplane;
-      float* Mx = Mb + xi * O * Tc;
+      float* Mx = Mb + xi * Obk * Tc;
       for (int64_t k0 = 0; k0 < C; k0 += KC) {
         const int64_t kc = imin<int64_t>(KC, C - k0);
         const float beta = k0 == 0 ? 0.0f : 1.0f;
@@ -184,7 +193,7 @@ static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
           for (int64_t p = 0; p < pn; p++)
             for (int64_t ap = ia; ap < ib; ap++)
               ukernel(kc, Ux + ap * C * MR + k0 * MR, Vx + p * C * NR + k0 * NR, Mx + ap * MR * Tc + p * NR, Tc,
-                      1.0f, beta, (int)imin<int64_t>(MR, O - ap * MR), NR);
+                      1.0f, beta, (int)imin<int64_t>(MR, Obk - ap * MR), NR);
         }
       }
     }
@@ -206,12 +215,12 @@ static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
         ok = (dst_off[l0 + l] & 3) == 3 && (dst_off[l0 + l] >> 2) == (dst_off[l0] >> 2) + 2 * l;
       full_row[l0 / W] = ok;
     }
-    for (int64_t o = 0; o < O; o++) {
-      const V vb = vset1(a.bias ? a.bias[o] : 0.0f);
-      float* out_o = a.out + o * P;
+    for (int64_t o = 0; o < Obk; o++) {
+      const V vb = vset1(a.bias ? a.bias[ob + o] : 0.0f);
+      float* out_o = a.out + (ob + o) * P;
       for (int64_t l0 = 0; l0 < valid; l0 += W) {
         V m[16];
-        for (int xi = 0; xi < 16; xi++) m[xi] = vload(Mb + (xi * O + o) * Tc + l0);
+        for (int xi = 0; xi < 16; xi++) m[xi] = vload(Mb + (xi * Obk + o) * Tc + l0);
         V s0[4], s1[4];
         for (int j = 0; j < 4; j++) {  // Aᵀ M: combine rows
           s0[j] = vadd(vadd(m[j], m[4 + j]), m[8 + j]);
@@ -239,8 +248,14 @@ static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
       }
     }
   };
-  if (nt > 1 && nchunks > 1) par_for(nchunks, chunk);
-  else for (int64_t ci = 0; ci < nchunks; ci++) chunk(ci, 0);
+  for (ob = 0; ob < O; ob += Ob) {
+    Obk = imin(Ob, O - ob);
+    npa = ceil_div(Obk, MR);
+    uplane = npa * C * MR;
+    winograd_weights(a, U, flip_t, ob, Obk);
+    if (nt > 1 && nchunks > 1) par_for(nchunks, chunk);
+    else for (int64_t ci = 0; ci < nchunks; ci++) chunk(ci, 0);
+  }
 }
 
 // The stride-1 input gradient is the convolution of gy with the kernel rotated by 180° and its channel
