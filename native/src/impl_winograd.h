@@ -74,6 +74,23 @@ static void winograd_weights(const ConvArgs& a, float* U, bool flip_t, int64_t o
   par_range(Ob, 9 * C * 16, rows);
 }
 
+// V = Bᵀ d B for W lanes (tiles): d[4r + s] holds element (r, s) of each lane's 4×4 patch; V_ξ goes to
+// dst + ξ·vplane.
+static inline void winograd_input_lanes(const V d[16], float* dst, int64_t vplane) {
+  V t[16];
+  for (int s = 0; s < 4; s++) {  // Bᵀ d: combine rows
+    t[s] = vsub(d[s], d[8 + s]); t[4 + s] = vadd(d[4 + s], d[8 + s]);
+    t[8 + s] = vsub(d[8 + s], d[4 + s]); t[12 + s] = vsub(d[4 + s], d[12 + s]);
+  }
+  for (int r = 0; r < 4; r++) {  // (Bᵀ d) B: combine columns
+    const V e0 = t[4 * r], e1 = t[4 * r + 1], e2 = t[4 * r + 2], e3 = t[4 * r + 3];
+    vstore(dst + (int64_t)(4 * r + 0) * vplane, vsub(e0, e2));
+    vstore(dst + (int64_t)(4 * r + 1) * vplane, vadd(e1, e2));
+    vstore(dst + (int64_t)(4 * r + 2) * vplane, vsub(e2, e1));
+    vstore(dst + (int64_t)(4 * r + 3) * vplane, vsub(e1, e3));
+  }
+}
+
 static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
   const int64_t C = a.C, O = a.O, H = a.H, Wd = a.W;
   const int64_t OH = H + 2 * a.ph - 2, OW = Wd + 2 * a.pw - 2;
@@ -123,25 +140,12 @@ static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
           // lane l's patch column s is row element 2l + s: split each row into even and odd elements
           const float* base = a.x + src[0] + cHW;
           for (int l = 0; l < NR; l += W) {
-            V t[16];
-            V e0[4], o0[4], e1[4], o1[4];  // per patch row: columns 0, 1, 2, 3 of the W lanes' patches
+            V dv[16];
             for (int r = 0; r < 4; r++) {
-              vdeinterleave2(base + r * Wd + 2 * l, e0[r], o0[r]);
-              vdeinterleave2(base + r * Wd + 2 * l + 2, e1[r], o1[r]);
+              vdeinterleave2(base + r * Wd + 2 * l, dv[4 * r], dv[4 * r + 1]);
+              vdeinterleave2(base + r * Wd + 2 * l + 2, dv[4 * r + 2], dv[4 * r + 3]);
             }
-            const V* col[4] = {e0, o0, e1, o1};
-            for (int sc = 0; sc < 4; sc++) {  // Bᵀ d: combine rows
-              const V* dcol = col[sc];
-              t[sc] = vsub(dcol[0], dcol[2]); t[4 + sc] = vadd(dcol[1], dcol[2]);
-              t[8 + sc] = vsub(dcol[2], dcol[1]); t[12 + sc] = vsub(dcol[1], dcol[3]);
-            }
-            for (int r = 0; r < 4; r++) {  // (Bᵀ d) B: combine columns
-              const V f0 = t[4 * r], f1 = t[4 * r + 1], f2 = t[4 * r + 2], f3 = t[4 * r + 3];
-              vstore(dst + (int64_t)(4 * r + 0) * vplane + l, vsub(f0, f2));
-              vstore(dst + (int64_t)(4 * r + 1) * vplane + l, vadd(f1, f2));
-              vstore(dst + (int64_t)(4 * r + 2) * vplane + l, vsub(f2, f1));
-              vstore(dst + (int64_t)(4 * r + 3) * vplane + l, vsub(f1, f3));
-            }
+            winograd_input_lanes(dv, dst + l, vplane);
           }
           continue;
         } else if (inside) {
@@ -164,18 +168,9 @@ static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
           }
         }
         for (int l = 0; l < NR; l += W) {
-          V t[16];
-          for (int s = 0; s < 4; s++) {  // Bᵀ d: combine rows
-            const V d0 = vload(&d[s][l]), d1 = vload(&d[4 + s][l]), d2 = vload(&d[8 + s][l]), d3 = vload(&d[12 + s][l]);
-            t[s] = vsub(d0, d2); t[4 + s] = vadd(d1, d2); t[8 + s] = vsub(d2, d1); t[12 + s] = vsub(d1, d3);
-          }
-          for (int r = 0; r < 4; r++) {  // (Bᵀ d) B: combine columns
-            const V e0 = t[4 * r], e1 = t[4 * r + 1], e2 = t[4 * r + 2], e3 = t[4 * r + 3];
-            vstore(dst + (int64_t)(4 * r + 0) * vplane + l, vsub(e0, e2));
-            vstore(dst + (int64_t)(4 * r + 1) * vplane + l, vadd(e1, e2));
-            vstore(dst + (int64_t)(4 * r + 2) * vplane + l, vsub(e2, e1));
-            vstore(dst + (int64_t)(4 * r + 3) * vplane + l, vsub(e1, e3));
-          }
+          V dv[16];
+          for (int k = 0; k < 16; k++) dv[k] = vload(&d[k][l]);
+          winograd_input_lanes(dv, dst + l, vplane);
         }
       }
     }
