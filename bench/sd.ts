@@ -165,7 +165,8 @@ async function main(): Promise<void> {
     let t0 = performance.now();
     const pipe = StableDiffusionPipeline.fromPretrained(dir);
     const load = secs(t0);
-    console.log(`  load: ${load.toFixed(1)} s (U-Net weights ${pipe.unet.parameters()[0].dtype})`);
+    console.log(`  load: ${load.toFixed(1)} s (U-Net weights ${pipe.unet.parameters()[0].dtype}, ` +
+      `${pipe.releaseIdleWeights ? 'memory-mapped: pages are read during the first step of each part' : 'read into memory'})`);
     t0 = performance.now();
     const { cond, uncond } = pipe.encodePrompt('a photograph of an astronaut riding a horse', '');
     const text = secs(t0);
@@ -182,7 +183,7 @@ async function main(): Promise<void> {
     const rss = process.resourceUsage().maxRSS / 2 ** 20; // KiB → GiB
     const big = full ? '512' : '256';
     rows.push({ what: `peak RSS (${big}² run)`, ours: rss, torch: PEERS.torch[`rss${big}`], sdcpp: PEERS.sdcpp[`rss${big}`], unit: 'GB' });
-    rows.push({ what: 'load (f16 weights)', ours: load, torch: null, sdcpp: null, unit: 's' });
+    rows.push({ what: `load (f16 weights${pipe.releaseIdleWeights ? ', memory-mapped' : ''})`, ours: load, torch: null, sdcpp: null, unit: 's' });
     rows.push({ what: 'text encoder (prompt + empty negative)', ours: text, torch: null, sdcpp: null, unit: 's' });
 
     const f = (v: number | null, unit: string) => (v === null ? '—' : `${v.toFixed(2)} ${unit}`);
