@@ -46,10 +46,106 @@ static inline V mask_lanes_q(const float* mrow, int64_t mQ, int64_t key, int64_t
   return vload(t);
 }
 
+// ------------------------------------------------------------------ short sequences
+// When both sequences are short (a ViT's 17 tokens, a captioner's few image tokens), the tiled kernels
+// below spend their time padding to whole tiles and packing per (batch, head). Direct loops over the
+// exact sizes instead: one task per (batch, head), scores one query row at a time. Same conventions:
+// additive mask, causal = key index > query index masked, fully masked rows give 0 and lse = −inf.
+constexpr int64_t kSmallAttn = 32;
+
+static inline bool attn_is_small(const AttnArgs& a) { return a.Lq <= kSmallAttn && a.Lk <= kSmallAttn; }
+
+// Scores of query q against every key: scale·q·k + mask, −inf where masked. Returns the row maximum.
+static inline float attn_small_scores(const AttnArgs& a, const float* Q, const float* K, const float* mrow,
+                                      int64_t q, float* s) {
+  float mx = -__builtin_inff();
+  for (int64_t k = 0; k < a.Lk; k++) {
+    float v = -__builtin_inff();
+    if (!(a.causal && k > q)) {
+      v = a.scale * vec_dot(Q + q * a.D, K + k * a.D, a.D);
+      if (mrow) v += a.mQ == 0 ? mrow[k] : mrow[q * a.mQ + k];
+    }
+    s[k] = v;
+    mx = v > mx ? v : mx;
+  }
+  return mx;
+}
+
+static void attn_forward_small(const AttnArgs& a) {
+  const int64_t D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
+  par_range(a.B * a.H, Lq * Lk * (D + Dv), [&](int64_t bh0, int64_t bh1) {
+    for (int64_t bh = bh0; bh < bh1; bh++) {
+      const int64_t b = bh / a.H, h = bh % a.H;
+      const float* Q = a.q + bh * Lq * D;
+      const float* K = a.k + bh * Lk * D;
+      const float* Vv = a.v + bh * Lk * Dv;
+      const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
+      for (int64_t q = 0; q < Lq; q++) {
+        float s[kSmallAttn];
+        const float mx = attn_small_scores(a, Q, K, mrow, q, s);
+        float* out = a.o + (bh * Lq + q) * Dv;
+        for (int64_t d = 0; d < Dv; d++) out[d] = 0.0f;
+        if (mx == -__builtin_inff()) { a.l[bh * Lq + q] = -__builtin_inff(); continue; }
+        float l = 0.0f;
+        for (int64_t k = 0; k < Lk; k++) {
+          const float p = __builtin_expf(s[k] - mx);
+          l += p;
+          if (p != 0.0f) for (int64_t d = 0; d < Dv; d++) out[d] += p * Vv[k * Dv + d];
+        }
+        const float inv = 1.0f / l;
+        for (int64_t d = 0; d < Dv; d++) out[d] *= inv;
+        a.l[bh * Lq + q] = mx + __builtin_logf(l);
+      }
+    }
+  });
+}
+
+static void attn_backward_small(const AttnArgs& a) {
+  const int64_t D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
+  par_range(a.B * a.H, 3 * Lq * Lk * (D + Dv), [&](int64_t bh0, int64_t bh1) {
+    for (int64_t bh = bh0; bh < bh1; bh++) {
+      const int64_t b = bh / a.H, h = bh % a.H;
+      const float* Q = a.q + bh * Lq * D;
+      const float* K = a.k + bh * Lk * D;
+      const float* Vv = a.v + bh * Lk * Dv;
+      const float* O = a.out + bh * Lq * Dv;
+      const float* dO = a.gout + bh * Lq * Dv;
+      const float* lse = a.lse + bh * Lq;
+      const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
+      float* gq = a.gq + bh * Lq * D;
+      float* gk = a.gk + bh * Lk * D;
+      float* gv = a.gv + bh * Lk * Dv;
+      for (int64_t i = 0; i < Lk * D; i++) gk[i] = 0.0f;
+      for (int64_t i = 0; i < Lk * Dv; i++) gv[i] = 0.0f;
+      for (int64_t q = 0; q < Lq; q++) {
+        float* gqr = gq + q * D;
+        for (int64_t d = 0; d < D; d++) gqr[d] = 0.0f;
+        if (lse[q] == -__builtin_inff()) continue;  // fully masked row: no gradient
+        float s[kSmallAttn];
+        attn_small_scores(a, Q, K, mrow, q, s);
+        const float delta = vec_dot(dO + q * Dv, O + q * Dv, Dv);  // Σ_d dO·O = Σ_k P·dP
+        for (int64_t k = 0; k < Lk; k++) {
+          const float p = __builtin_expf(s[k] - lse[q]);
+          if (p == 0.0f) continue;
+          const float* dOq = dO + q * Dv;
+          float* gvk = gv + k * Dv;
+          for (int64_t d = 0; d < Dv; d++) gvk[d] += p * dOq[d];            // dV = Pᵀ dO
+          const float ds = p * (vec_dot(dOq, Vv + k * Dv, Dv) - delta) * a.scale;  // dS, with the scale of S
+          const float* Kk = K + k * D;
+          const float* Qq = Q + q * D;
+          float* gkk = gk + k * D;
+          for (int64_t d = 0; d < D; d++) { gqr[d] += ds * Kk[d]; gkk[d] += ds * Qq[d]; }
+        }
+      }
+    }
+  });
+}
+
 // Softmax-side work on one Sᵀ panel row block. Forward variant: online softmax update.
 static void attn_forward(const AttnArgs& a) {
   const int64_t BH = a.B * a.H, D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
   if (BH <= 0 || Lq <= 0) return;
+  if (attn_is_small(a)) { attn_forward_small(a); return; }
   const int64_t per_bh = panels_size(Lk, D, MR) + panels_size(Dv, Lk, MR);
   const int64_t group = imax<int64_t>(1, kAttnBudget / imax<int64_t>(1, per_bh));
   const int64_t nqt = ceil_div(Lq, TQ);
@@ -146,6 +242,7 @@ static void attn_backward(const AttnArgs& a) {
     for (int64_t i = 0; i < BH * Lk * Dv; i++) a.gv[i] = 0.0f;
     return;
   }
+  if (attn_is_small(a)) { attn_backward_small(a); return; }
   // shared packs per (b,h): pass 1: QA, dOP, dOtA, QtA; pass 2: KA, VA, KtA; and Δ = rowsum(dO ∘ O)
   const int64_t sQA = panels_size(Lq, D, MR), sdOP = panels_size(Lq, Dv, MR);
   const int64_t sdOtA = panels_size(Dv, Lq, MR), sQtA = panels_size(D, Lq, MR);
