@@ -55,20 +55,54 @@ constexpr int64_t kSmallAttn = 32;
 
 static inline bool attn_is_small(const AttnArgs& a) { return a.Lq <= kSmallAttn && a.Lk <= kSmallAttn; }
 
-// Scores of query q against every key: scale·q·k + mask, −inf where masked. Returns the row maximum.
-static inline float attn_small_scores(const AttnArgs& a, const float* Q, const float* K, const float* mrow,
+// Kᵀ of one (batch, head), [D][Lkp] with Lkp = Lk rounded up to whole vectors (zeros past Lk): a score
+// row is then Σ_d q[d]·Kᵀ[d] in a few vector accumulators, no horizontal sums.
+static inline int64_t attn_small_lkp(const AttnArgs& a) { return round_up(a.Lk, W); }
+static inline float* attn_small_kt(const AttnArgs& a, const float* K) {
+  const int64_t Lkp = attn_small_lkp(a);
+  float* kt = static_cast<float*>(scratch(SLOT_OP5, (size_t)(a.D * Lkp) * sizeof(float)));
+  for (int64_t d = 0; d < a.D; d++) {
+    for (int64_t k = 0; k < a.Lk; k++) kt[d * Lkp + k] = K[k * a.D + d];
+    for (int64_t k = a.Lk; k < Lkp; k++) kt[d * Lkp + k] = 0.0f;
+  }
+  return kt;
+}
+
+// Scores of query q against every key: scale·q·k + mask, −inf where masked (and in the padding lanes up
+// to Lkp). Returns the row maximum.
+static inline float attn_small_scores(const AttnArgs& a, const float* qrow, const float* kt, const float* mrow,
                                       int64_t q, float* s) {
+  const int64_t Lkp = attn_small_lkp(a), nv = Lkp / W;
+  V acc[kSmallAttn / W + 1];
+  for (int64_t j = 0; j < nv; j++) acc[j] = vzero();
+  for (int64_t d = 0; d < a.D; d++) {
+    const V qd = vset1(qrow[d]);
+    const float* kr = kt + d * Lkp;
+    for (int64_t j = 0; j < nv; j++) acc[j] = vfma(qd, vload(kr + j * W), acc[j]);
+  }
+  const V sc = vset1(a.scale);
+  for (int64_t j = 0; j < nv; j++) vstore(s + j * W, vmul(acc[j], sc));
   float mx = -__builtin_inff();
-  for (int64_t k = 0; k < a.Lk; k++) {
-    float v = -__builtin_inff();
-    if (!(a.causal && k > q)) {
-      v = a.scale * vec_dot(Q + q * a.D, K + k * a.D, a.D);
-      if (mrow) v += a.mQ == 0 ? mrow[k] : mrow[q * a.mQ + k];
-    }
+  for (int64_t k = 0; k < Lkp; k++) {
+    float v = s[k];
+    if (k >= a.Lk || (a.causal && k > q)) v = -__builtin_inff();
+    else if (mrow) v += a.mQ == 0 ? mrow[k] : mrow[q * a.mQ + k];
     s[k] = v;
     mx = v > mx ? v : mx;
   }
   return mx;
+}
+
+// s[k] ← exp(s[k] − m) over whole vectors (the padding lanes hold −inf → 0); returns Σ s.
+static inline float attn_small_exp(float* s, int64_t n, float m) {
+  const V vm = vset1(m);
+  V acc = vzero();
+  for (int64_t k = 0; k < n; k += W) {
+    const V p = vexp(vsub(vload(s + k), vm));
+    vstore(s + k, p);
+    acc = vadd(acc, p);
+  }
+  return vhsum(acc);
 }
 
 static void attn_forward_small(const AttnArgs& a) {
@@ -80,16 +114,16 @@ static void attn_forward_small(const AttnArgs& a) {
       const float* K = a.k + bh * Lk * D;
       const float* Vv = a.v + bh * Lk * Dv;
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
+      const float* kt = attn_small_kt(a, K);
       for (int64_t q = 0; q < Lq; q++) {
-        float s[kSmallAttn];
-        const float mx = attn_small_scores(a, Q, K, mrow, q, s);
+        alignas(64) float s[kSmallAttn + 16];
+        const float mx = attn_small_scores(a, Q + q * D, kt, mrow, q, s);
         float* out = a.o + (bh * Lq + q) * Dv;
         for (int64_t d = 0; d < Dv; d++) out[d] = 0.0f;
         if (mx == -__builtin_inff()) { a.l[bh * Lq + q] = -__builtin_inff(); continue; }
-        float l = 0.0f;
+        const float l = attn_small_exp(s, Lk, mx);
         for (int64_t k = 0; k < Lk; k++) {
-          const float p = __builtin_expf(s[k] - mx);
-          l += p;
+          const float p = s[k];
           if (p != 0.0f) for (int64_t d = 0; d < Dv; d++) out[d] += p * Vv[k * Dv + d];
         }
         const float inv = 1.0f / l;
@@ -117,15 +151,17 @@ static void attn_backward_small(const AttnArgs& a) {
       float* gv = a.gv + bh * Lk * Dv;
       for (int64_t i = 0; i < Lk * D; i++) gk[i] = 0.0f;
       for (int64_t i = 0; i < Lk * Dv; i++) gv[i] = 0.0f;
+      const float* kt = attn_small_kt(a, K);
       for (int64_t q = 0; q < Lq; q++) {
         float* gqr = gq + q * D;
         for (int64_t d = 0; d < D; d++) gqr[d] = 0.0f;
         if (lse[q] == -__builtin_inff()) continue;  // fully masked row: no gradient
-        float s[kSmallAttn];
-        attn_small_scores(a, Q, K, mrow, q, s);
+        alignas(64) float s[kSmallAttn + 16];
+        attn_small_scores(a, Q + q * D, kt, mrow, q, s);
+        attn_small_exp(s, Lk, lse[q]);  // P
         const float delta = vec_dot(dO + q * Dv, O + q * Dv, Dv);  // Σ_d dO·O = Σ_k P·dP
         for (int64_t k = 0; k < Lk; k++) {
-          const float p = __builtin_expf(s[k] - lse[q]);
+          const float p = s[k];
           if (p == 0.0f) continue;
           const float* dOq = dO + q * Dv;
           float* gvk = gv + k * Dv;
