@@ -1,13 +1,14 @@
 /**
  * `npm run bench:sd` — Stable Diffusion 1.5 at full size, on random weights.
  *
- *   node dist/bench/sd.js [--full] [--steps n] [--keep <dir>]
+ *   node dist/bench/sd.js [--full] [--steps n] [--keep <dir>] [--resident]
  *
  * 1. A child process writes a random-weight SD 1.5 diffusers folder (the real U-Net / VAE / text-encoder
  *    configs, f16 weights, our own safetensors writer, U-Net in ~500 MB shards) to a temp dir (~2.1 GB).
  *    Writing happens in the child so this process's peak RSS measures loading and running only.
- * 2. This process loads it (weights stay f16 in memory) and times the text encoder, U-Net steps with
- *    classifier-free guidance (batch 2) at 256² (and 512² with --full) and the VAE decode at the same sizes.
+ * 2. This process loads it (weights stay f16, memory-mapped; --resident: read into memory) and times the
+ *    text encoder, U-Net steps with classifier-free guidance (batch 2) at 256² (and 512² with --full) and the
+ *    VAE decode at the same sizes, with the resident memory after each phase.
  * 3. Prints a table beside the peers measured on this kind of machine (issue 5), then deletes the folder.
  *
  * Weights are uniform with the variance of PyTorch's default init (norms 1, biases 0), so activations stay
@@ -120,6 +121,12 @@ const cpuSecs = (from: NodeJS.CpuUsage) => { const u = process.cpuUsage(from); r
 
 interface Timed { wall: number; cpu: number }
 
+/** Resident memory now and the peak so far, for the log line of each phase. */
+function memory(): string {
+  const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+  return `RSS ${gib(process.memoryUsage().rss)} GiB, peak ${gib(process.resourceUsage().maxRSS * 1024)} GiB`;
+}
+
 function timeSteps(pipe: StableDiffusionPipeline, size: number, steps: number, context: Tensor): Timed {
   const h = size / pipe.vaeScaleFactor;
   const x = randn([1, 4, h, h], { rng: new Rng(1) });
@@ -133,7 +140,7 @@ function timeSteps(pipe: StableDiffusionPipeline, size: number, steps: number, c
       u.add(c.sub(u).mul(7.5)).toFloat32Array();
       const t = { wall: secs(t0), cpu: cpuSecs(c0) };
       if (i > 0) times.push(t); // the first one warms up
-      process.stdout.write(`  U-Net ${size}² step ${i}${i ? '' : ' (warm-up)'}: ${t.wall.toFixed(2)} s (cpu ${t.cpu.toFixed(2)} s)\n`);
+      process.stdout.write(`  U-Net ${size}² step ${i}${i ? '' : ' (warm-up)'}: ${t.wall.toFixed(2)} s (cpu ${t.cpu.toFixed(2)} s; ${memory()})\n`);
     }
   });
   return { wall: times.reduce((a, b) => a + b.wall, 0) / times.length, cpu: times.reduce((a, b) => a + b.cpu, 0) / times.length };
@@ -163,19 +170,20 @@ async function main(): Promise<void> {
       if (w.status !== 0) throw new Error(`writing the checkpoint failed (exit ${w.status})`);
     }
     let t0 = performance.now();
-    const pipe = StableDiffusionPipeline.fromPretrained(dir);
+    const pipe = StableDiffusionPipeline.fromPretrained(dir, { memory: argv.includes('--resident') ? 'resident' : 'lean' });
     const load = secs(t0);
     console.log(`  load: ${load.toFixed(1)} s (U-Net weights ${pipe.unet.parameters()[0].dtype}, ` +
-      `${pipe.releaseIdleWeights ? 'memory-mapped: pages are read during the first step of each part' : 'read into memory'})`);
+      `${pipe.releaseIdleWeights ? 'memory-mapped: pages are read during the first step of each part' : 'read into memory'}; ${memory()})`);
     t0 = performance.now();
     const { cond, uncond } = pipe.encodePrompt('a photograph of an astronaut riding a horse', '');
     const text = secs(t0);
+    console.log(`  text encoder: ${text.toFixed(2)} s (${memory()})`);
     const context = cat([uncond!, cond], 0);
     const rows: { what: string; ours: number; cpu?: number; torch: number | null; sdcpp: number | null; unit: string }[] = [];
     for (const size of full ? [256, 512] : [256]) {
       const step = timeSteps(pipe, size, steps, context);
       const vae = timeDecode(pipe, size);
-      console.log(`  VAE decode ${size}²: ${vae.wall.toFixed(2)} s (cpu ${vae.cpu.toFixed(2)} s)`);
+      console.log(`  VAE decode ${size}²: ${vae.wall.toFixed(2)} s (cpu ${vae.cpu.toFixed(2)} s; ${memory()})`);
       const k = size === 256 ? '256' : '512';
       rows.push({ what: `U-Net CFG step (batch 2) ${size}²`, ours: step.wall, cpu: step.cpu, torch: PEERS.torch[`step${k}`], sdcpp: PEERS.sdcpp[`step${k}`], unit: 's' });
       rows.push({ what: `VAE decode ${size}²`, ours: vae.wall, cpu: vae.cpu, torch: PEERS.torch[`vae${k}`], sdcpp: PEERS.sdcpp[`vae${k}`], unit: 's' });
