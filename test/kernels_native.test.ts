@@ -227,6 +227,20 @@ function crossCheck(path: string): void {
     }
   });
 
+  test(`[${path}] conv2d: weights too big to keep packed (> 32 MB) on a small plane, forward and input gradient`, () => {
+    const c: ConvCase = { N: 2, C: 1000, H: 3, W: 3, O: 1000, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 };
+    const d = convDims(c);
+    const x = randn(d.xs), wb = weight(randn(d.ws, 0.05), 'f16'), bias = randn(c.O), gy = randn(d.ys);
+    const y1 = new Float32Array(d.ys).fill(NaN), y2 = new Float32Array(d.ys);
+    nk.conv2d(x, wb, 'f16', bias, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, y1);
+    ref.conv2d(x, wb, 'f16', bias, c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, y2);
+    check(y1, y2, 'conv2d with 36 MB of packed weights');
+    const gx1 = new Float32Array(d.xs).fill(NaN), gx2 = new Float32Array(d.xs);
+    nk.conv2dBackwardInput(gy, wb, 'f16', c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gx1);
+    ref.conv2dBackwardInput(gy, wb, 'f16', c.N, c.C, c.H, c.W, c.O, c.kh, c.kw, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.g, gx2);
+    check(gx1, gx2, 'conv2dBackwardInput with 36 MB of packed weights');
+  });
+
   test(`[${path}] conv2d forward and input gradient: the Winograd path and the direct path agree, and Winograd really runs`, () => {
     // + a layer wide enough that its transformed weights are made and used in blocks of output channels
     const blocked: ConvCase = { N: 2, C: 600, H: 24, W: 24, O: 700, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 };

@@ -216,6 +216,9 @@ static void conv_gemm(int64_t M, int64_t N, int64_t K, float beta, const Prepack
   else for (int64_t t = 0; t < nchunks; t++) chunk(t, 0);
 }
 
+// Weights packed once per call (kept scratch) up to this size, or always on large planes.
+constexpr double kPrepackKeepBytes = 32.0 * (1 << 20);
+
 static inline bool conv_is_pointwise(const ConvArgs& a) {
   return a.kh == 1 && a.kw == 1 && a.sh == 1 && a.sw == 1 && a.ph == 0 && a.pw == 0;
 }
@@ -245,8 +248,11 @@ static void conv2d(const ConvArgs& a) {
   const ConvGeom geom{Cg, a.H, a.W, OH, OW, a.kh, a.kw, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw};
   // One group: the weights are packed once for all images (the driver would re-pack them per image,
   // per pixel chunk and per N tile — the main cost on the small planes of a U-Net's inner levels).
+  // Not for huge weights on small planes (SD's 1280-channel layers at 8×8 and 4×4: 59–118 MB packed): the
+  // scratch is kept, so it would stay resident; the driver packs them per image instead.
+  const bool share = a.groups == 1 && (P >= 4 * CONV_NC || 4.0 * round_up(Og, MR) * K <= kPrepackKeepBytes);
   PrepackedA shared;
-  if (a.groups == 1) {
+  if (share) {
     DensePacker<MR> pw(a.w, a.wdt, K, false);
     shared = prepack_a(pw, Og, K, SLOT_OP1);
   }
@@ -265,9 +271,9 @@ static void conv2d(const ConvArgs& a) {
     }
     DensePacker<MR> pw(wptr(a.w, a.wdt, g * Og * K), a.wdt, K, false);
     // worth it when the pixels span several NC chunks of the driver
-    const bool pre = a.groups == 1 || P >= 4 * CONV_NC;
+    const bool pre = share || P >= 4 * CONV_NC;
     PrepackedA pp = shared;
-    if (pre && a.groups != 1) pp = prepack_a(pw, Og, K, SLOT_OP1);
+    if (pre && !share) pp = prepack_a(pw, Og, K, SLOT_OP1);
     const Packer& pa = pre ? static_cast<const Packer&>(pp) : static_cast<const Packer&>(pw);
     if (conv_is_pointwise(a)) {
       DensePacker<NR> pb(x, DT_F32, a.H * a.W, true);
@@ -297,8 +303,11 @@ static void conv2d_bwd_input(const ConvArgs& a) {
     // gx[n,g] (Cg x H·W) = flip(W[g])ᵀ (Cg x Og·kh·kw) · im2col'(gy[n,g]) with padding dh(kh-1) - ph
     const ConvGeom geom{Og, OH, OW, a.H, a.W, a.kh, a.kw, 1, 1,
                         a.dh * (a.kh - 1) - a.ph, a.dw * (a.kw - 1) - a.pw, a.dh, a.dw};
-    PrepackedA shared;  // one group: flipped weights packed once for all images
-    if (a.groups == 1 && !conv_is_pointwise(a)) {
+    // one group: flipped weights packed once for all images (not huge ones on small planes, as forward)
+    const bool share = a.groups == 1 && !conv_is_pointwise(a) &&
+                       (HW >= 4 * CONV_NC || 4.0 * round_up(Cg, MR) * K <= kPrepackKeepBytes);
+    PrepackedA shared;
+    if (share) {
       FlipPacker pf; pf.w = a.w; pf.dt = a.wdt; pf.Cg = Cg; pf.kh = a.kh; pf.kw = a.kw;
       shared = prepack_a(pf, Cg, K, SLOT_OP1);
     }
@@ -314,9 +323,9 @@ static void conv2d_bwd_input(const ConvArgs& a) {
         gemm_driver(Cg, HW, Og, 1.0f, 0.0f, pa, pb, gx, HW, par);
       } else {
         FlipPacker pf; pf.w = wg; pf.dt = a.wdt; pf.Cg = Cg; pf.kh = a.kh; pf.kw = a.kw;
-        const bool pre = a.groups == 1 || HW >= 4 * CONV_NC;
+        const bool pre = share || HW >= 4 * CONV_NC;
         PrepackedA pp = shared;
-        if (pre && a.groups != 1) pp = prepack_a(pf, Cg, K, SLOT_OP1);
+        if (pre && !share) pp = prepack_a(pf, Cg, K, SLOT_OP1);
         const Packer& pa = pre ? static_cast<const Packer&>(pp) : static_cast<const Packer&>(pf);
         Im2colPacker pb; pb.x = gy; pb.g = geom;
         Im2colChunkPacker pbc; pbc.base = &pb;
