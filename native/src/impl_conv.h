@@ -216,8 +216,11 @@ static void conv_gemm(int64_t M, int64_t N, int64_t K, float beta, const Prepack
   else for (int64_t t = 0; t < nchunks; t++) chunk(t, 0);
 }
 
-// Weights packed once per call (kept scratch) up to this size, or always on large planes.
-constexpr double kPrepackKeepBytes = 32.0 * (1 << 20);
+// Pack a conv's weights (rows × K) once per call into kept scratch: always on large planes (conv_gemm needs
+// it), else only up to 32 MB — SD's 1280-channel layers on 8×8 and 4×4 planes would keep 59–118 MB resident.
+static inline bool keep_weights_packed(int64_t rows, int64_t K, int64_t plane) {
+  return plane >= 4 * CONV_NC || 4.0 * round_up(rows, MR) * K <= 32.0 * (1 << 20);
+}
 
 static inline bool conv_is_pointwise(const ConvArgs& a) {
   return a.kh == 1 && a.kw == 1 && a.sh == 1 && a.sw == 1 && a.ph == 0 && a.pw == 0;
@@ -248,9 +251,7 @@ static void conv2d(const ConvArgs& a) {
   const ConvGeom geom{Cg, a.H, a.W, OH, OW, a.kh, a.kw, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw};
   // One group: the weights are packed once for all images (the driver would re-pack them per image,
   // per pixel chunk and per N tile — the main cost on the small planes of a U-Net's inner levels).
-  // Not for huge weights on small planes (SD's 1280-channel layers at 8×8 and 4×4: 59–118 MB packed): the
-  // scratch is kept, so it would stay resident; the driver packs them per image instead.
-  const bool share = a.groups == 1 && (P >= 4 * CONV_NC || 4.0 * round_up(Og, MR) * K <= kPrepackKeepBytes);
+  const bool share = a.groups == 1 && keep_weights_packed(Og, K, P);
   PrepackedA shared;
   if (share) {
     DensePacker<MR> pw(a.w, a.wdt, K, false);
@@ -303,9 +304,8 @@ static void conv2d_bwd_input(const ConvArgs& a) {
     // gx[n,g] (Cg x H·W) = flip(W[g])ᵀ (Cg x Og·kh·kw) · im2col'(gy[n,g]) with padding dh(kh-1) - ph
     const ConvGeom geom{Og, OH, OW, a.H, a.W, a.kh, a.kw, 1, 1,
                         a.dh * (a.kh - 1) - a.ph, a.dw * (a.kw - 1) - a.pw, a.dh, a.dw};
-    // one group: flipped weights packed once for all images (not huge ones on small planes, as forward)
-    const bool share = a.groups == 1 && !conv_is_pointwise(a) &&
-                       (HW >= 4 * CONV_NC || 4.0 * round_up(Cg, MR) * K <= kPrepackKeepBytes);
+    // one group: flipped weights packed once for all images
+    const bool share = a.groups == 1 && !conv_is_pointwise(a) && keep_weights_packed(Cg, K, HW);
     PrepackedA shared;
     if (share) {
       FlipPacker pf; pf.w = a.w; pf.dt = a.wdt; pf.Cg = Cg; pf.kh = a.kh; pf.kw = a.kw;

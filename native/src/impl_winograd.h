@@ -256,13 +256,12 @@ static void conv2d_winograd(const ConvArgs& a, bool flip_t = false) {
 // The stride-1 input gradient is the convolution of gy with the kernel rotated by 180° and its channel
 // axes swapped, padded by 2 − p: the same Winograd path. Returns false when it does not apply.
 static bool conv2d_bwd_input_winograd(const ConvArgs& a) {
-  if (a.groups != 1 || a.kh != 3 || a.kw != 3 || a.sh != 1 || a.sw != 1 || a.dh != 1 || a.dw != 1) return false;
   ConvArgs b = a;
   b.C = a.O; b.O = a.C;
   b.H = a.H + 2 * a.ph - 2; b.W = a.W + 2 * a.pw - 2;  // gy's plane
-  b.ph = 2 - a.ph; b.pw = 2 - a.pw;
+  b.ph = 2 - a.ph; b.pw = 2 - a.pw;                     // so that b's output is a.H × a.W again
   b.x = a.gy; b.out = a.out; b.bias = nullptr;
-  if (!conv_winograd_applies(b) || b.H + 2 * b.ph - 2 != a.H || b.W + 2 * b.pw - 2 != a.W) return false;
+  if (!conv_winograd_applies(b)) return false;          // also checks 3×3, stride 1, dilation 1, one group
   conv2d_winograd(b, true);
   return true;
 }
