@@ -109,12 +109,14 @@ test('train vit: a two-step run saves a checkpoint and exports a model that clas
   if (!(await fashionPngs(1))) return t.skip('Fashion-MNIST is not installed');
   const out = path.join(tmpDir, 'run');
   const r = vss('train', 'vit', '--out', out, '--steps', '2', '--batch', '8', '--dim', '16', '--depth', '1', '--heads', '2',
-    '--mlp', '32', '--stem', '4', '--eval-limit', '40', '--no-progress');
+    '--mlp', '32', '--stem', '4,4', '--stem-strides', '1', '--eval-limit', '40', '--no-progress');
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /conv stem \[4,4\] strides \[1,2\]/);
   assert.match(r.stdout, /test accuracy \d+\.\d\d% with EMA weights \(\d+\/40 test images/);
   for (const f of ['checkpoint.safetensors', 'metrics.jsonl', 'model/config.json', 'model/model.safetensors', 'model/preprocessor_config.json']) {
     assert.ok(fs.existsSync(path.join(out, f)), f);
   }
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'model/config.json'), 'utf8')).vss_conv_stem_strides, [1, 2]);
   const c = vss('classify', '--model', path.join(out, 'model'), '--json', path.join(tmpDir, 'fmnist-0.png'));
   assert.equal(c.code, 0, c.stderr);
   assert.equal(JSON.parse(c.stdout).top.length, 3);
@@ -122,4 +124,7 @@ test('train vit: a two-step run saves a checkpoint and exports a model that clas
   const again = vss('train', 'vit', '--out', out, '--steps', '2', '--no-progress');
   assert.equal(again.code, 1);
   assert.match(again.stderr, /already holds a training run/);
+  const badStride = vss('train', 'vit', '--out', path.join(tmpDir, 'bad'), '--stem', '4', '--stem-strides', '3', '--no-progress');
+  assert.equal(badStride.code, 1);
+  assert.match(badStride.stderr, /--stem-strides \[3\] must be 1 or 2, at most one per --stem layer \(1\)/);
 });

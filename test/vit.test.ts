@@ -95,6 +95,33 @@ test('patch embedding: [B, C, H, W] → [B, gh·gw, D], CLS first; each stride-2
   assert.throws(() => m.forward(randn([1, 3, 28, 28])), /1-channel images, got 3/);
 });
 
+test('conv stem strides: stride-1 layers keep the size; saved in config.json only when not all 2; bad strides refused', () => {
+  // 28 → 28 (stride 1) → 14 → 7 → 4; and a stride-1 layer in the middle: 28 → 14 → 14 → 7.
+  const cases: [number[], number[], number][] = [[[8, 8, 16, 16], [1], 4], [[8, 16, 16], [2, 1, 2], 7], [[8, 16], [], 7]];
+  for (const [stem, strides, side] of cases) {
+    const m = small({ patchSize: 1, convStem: stem, convStemStrides: strides });
+    const layers = m.vit.embeddings.patch_embeddings.stem;
+    assert.deepEqual(layers.map((l) => l.conv.stride[0]), stem.map((_, i) => strides[i] ?? 2));
+    const o = noGrad(() => m.forward(randn([2, 1, 28, 28], { rng: new Rng(2) })));
+    assert.deepEqual(o.grid, [side, side]);
+    assert.deepEqual(o.logits.shape, [2, 3]);
+  }
+  const dir = path.join(tmpDir, 'strides');
+  const m = small({ patchSize: 1, convStem: [8, 8, 16, 16], convStemStrides: [1] });
+  m.savePretrained(dir, { dtype: 'f32' });
+  const json = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  assert.deepEqual(json.vss_conv_stem_strides, [1, 2, 2, 2]);
+  const back = ViTForImageClassification.fromPretrained(dir);
+  assert.deepEqual(back.config.convStemStrides, [1, 2, 2, 2]);
+  const x = randn([1, 1, 28, 28], { rng: new Rng(3) });
+  m.eval(); back.eval();
+  assert.ok(noGrad(() => rel(back.forward(x).logits, m.forward(x).logits)) < 1e-6); // f32 save: the same logits
+  small({ patchSize: 1, convStem: [8, 16], convStemStrides: [2, 2] }).savePretrained(path.join(dir, 'default'));
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'default', 'config.json'), 'utf8')).vss_conv_stem_strides, undefined);
+  assert.throws(() => small({ patchSize: 1, convStem: [8], convStemStrides: [3] }), /conv stem strides must be 1 or 2/);
+  assert.throws(() => small({ patchSize: 1, convStem: [8], convStemStrides: [1, 2] }), /one per stem layer \(1\)/);
+});
+
 test('position embeddings: same size is the identity; 28 → 56 keeps CLS and resamples the 4×4 grid to 8×8', () => {
   const m = small();
   const pos = m.vit.embeddings.position_embeddings!; // [1, 17, 32]

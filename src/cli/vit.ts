@@ -15,7 +15,7 @@ import { type Command, Option } from 'commander';
 import { Rng, type Tensor, backendName, fromTypedArray, noGrad } from '../engine/index.js';
 import { DataLoader, type Batch, FASHION_MNIST_CLASSES } from '../data/index.js';
 import { AdamW, CosineSchedule, EMA } from '../optim/index.js';
-import { ViTForImageClassification, attentionRollout, stemSide, type ViTConfig } from '../models/vit.js';
+import { ViTForImageClassification, attentionRollout, stemSide, stemStrides, type ViTConfig } from '../models/vit.js';
 import {
   DEFAULT_AUGMENT, type Preprocessing, evaluateVit, exportVit, vitStep, weightDecayGroups, withEmaWeights,
 } from '../train/vit.js';
@@ -58,6 +58,8 @@ export interface VitRunConfig {
   heads: number;
   mlp: number;
   stem: number[];
+  /** Strides of the stem layers (2 where the list is shorter); absent in runs saved before it existed. */
+  stemStrides?: number[];
   pos: 'learned' | 'sincos';
   pool: 'cls' | 'mean';
   dropPath: number;
@@ -88,7 +90,7 @@ interface VitFlags extends Omit<VitRunConfig, 'model' | 'dataset' | 'export' | '
 }
 
 /** Settings the saved state depends on: a resumed run must not change them. */
-const FIXED_ON_RESUME = ['dataset', 'batch', 'patch', 'dim', 'depth', 'heads', 'mlp', 'stem', 'pos', 'pool', 'seed'] as const;
+const FIXED_ON_RESUME = ['dataset', 'batch', 'patch', 'dim', 'depth', 'heads', 'mlp', 'stem', 'stemStrides', 'pos', 'pool', 'seed'] as const;
 
 function resolveVitConfig(flags: VitFlags, cmd: Command): { config: VitRunConfig; out: string; resumeFrom: string | null } {
   const { out, resumeFrom } = locateRun(flags, 'runs/vit-fashion-mnist');
@@ -99,7 +101,11 @@ function resolveVitConfig(flags: VitFlags, cmd: Command): { config: VitRunConfig
     config = mergeWithSaved(config, saved, { given: givenOnCommandLine(cmd), fixed: FIXED_ON_RESUME });
   }
   if (flags.dataset !== 'fashion-mnist') throw new UserError(`vss train vit trains on fashion-mnist, not '${flags.dataset}'`, 'use --dataset fashion-mnist');
-  const side = stemSide(28, config.stem.length);
+  const strides = config.stemStrides ?? [];
+  if (strides.length > config.stem.length || strides.some((s) => s !== 1 && s !== 2)) {
+    throw new UserError(`--stem-strides [${strides}] must be 1 or 2, at most one per --stem layer (${config.stem.length})`);
+  }
+  const side = stemSide(28, stemStrides({ convStem: config.stem, convStemStrides: strides }));
   if (side % config.patch) {
     throw new UserError(`--patch ${config.patch} does not divide the ${side}-pixel ${config.stem.length ? 'output of the conv stem' : 'images'}`,
       config.stem.length ? `a stem of ${config.stem.length} layers leaves ${side}×${side}: use a --patch that divides ${side}` : 'use --patch 4, 7, 14 or 28');
@@ -110,11 +116,12 @@ function resolveVitConfig(flags: VitFlags, cmd: Command): { config: VitRunConfig
 }
 
 /** The model a run config describes. */
-export function vitModelConfig(c: Pick<VitRunConfig, 'patch' | 'dim' | 'depth' | 'heads' | 'mlp' | 'stem' | 'pos' | 'pool' | 'dropPath' | 'dropout'>): Partial<ViTConfig> {
+export function vitModelConfig(c: Pick<VitRunConfig, 'patch' | 'dim' | 'depth' | 'heads' | 'mlp' | 'stem' | 'stemStrides' | 'pos' | 'pool' | 'dropPath' | 'dropout'>): Partial<ViTConfig> {
   return {
     imageSize: 28, patchSize: c.patch, numChannels: 1, hiddenSize: c.dim, numHiddenLayers: c.depth, numAttentionHeads: c.heads,
     intermediateSize: c.mlp, hiddenAct: 'gelu', hiddenDropoutProb: c.dropout, attentionProbsDropoutProb: 0, layerNormEps: 1e-6,
     labels: [...FASHION_MNIST_CLASSES], positionEmbedding: c.pos, pooling: c.pool ?? 'cls', dropPathRate: c.dropPath, convStem: c.stem,
+    convStemStrides: c.stemStrides ?? [],
   };
 }
 
@@ -182,9 +189,10 @@ export async function runVitTraining(config: VitRunConfig, o: VitTrainingOptions
 
   refuseExistingRun(out, resumeFrom, o.resumeHint);
   if (!resumeFrom) {
-    const tokens = (stemSide(28, config.stem.length) / config.patch) ** 2 + 1;
+    const strides = stemStrides({ convStem: config.stem, convStemStrides: config.stemStrides ?? [] });
+    const tokens = (stemSide(28, strides) / config.patch) ** 2 + 1;
     console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter ViT (patch ${config.patch}: ${tokens} tokens, dim ${config.dim}, ` +
-      `depth ${config.depth}, heads ${config.heads}, mlp ${config.mlp}${config.stem.length ? `, stride-2 conv stem [${config.stem}]` : ''}) on fashion-mnist ` +
+      `depth ${config.depth}, heads ${config.heads}, mlp ${config.mlp}${config.stem.length ? `, conv stem [${config.stem}] strides [${strides}]` : ''}) on fashion-mnist ` +
       `(${trainSet.length} train / ${evalCount} test images, batch ${config.batch}, ${config.steps} steps ≈ ${(config.steps * config.batch / trainSet.length).toFixed(1)} epochs, ` +
       `${backendName()} kernels) → ${out}`);
   }
@@ -428,7 +436,8 @@ export function registerVitCommands(program: Command): void {
     .option('--depth <n>', 'transformer blocks', intOption('--depth', 1), VIT_RECIPE.depth)
     .option('--heads <n>', 'attention heads', intOption('--heads', 1), VIT_RECIPE.heads)
     .option('--mlp <n>', 'MLP hidden size', intOption('--mlp', 1), VIT_RECIPE.mlp)
-    .option('--stem <channels>', "hybrid conv stem: channels of its stride-2 3×3 convs, comma-separated ('none': plain ViT)", intListOption('--stem', 1, { allowNone: true }), [...VIT_RECIPE.stem])
+    .option('--stem <channels>', "hybrid conv stem: channels of its 3×3 convs (stride 2 unless --stem-strides), comma-separated ('none': plain ViT)", intListOption('--stem', 1, { allowNone: true }), [...VIT_RECIPE.stem])
+    .option('--stem-strides <list>', 'strides (1 or 2) of the stem convs, comma-separated; 2 where the list is shorter', intListOption('--stem-strides', 1), [])
     .addOption(new Option('--pos <kind>', 'position embeddings').choices(['learned', 'sincos']).default(VIT_RECIPE.pos))
     .addOption(new Option('--pool <kind>', 'what the classifier reads: the CLS token or the mean of the patch tokens').choices(['cls', 'mean']).default(VIT_RECIPE.pool))
     .option('--drop-path <p>', 'stochastic depth rate of the last block', numberOption('--drop-path', 0, 1, '[)'), VIT_RECIPE.dropPath)

@@ -1,7 +1,7 @@
 /**
  * Vision Transformer (Dosovitskiy et al. 2020), in the layout of transformers' `ViTForImageClassification`.
  *
- *   pixels [B, C, H, W] → (hybrid: conv stem, each layer a stride-2 3×3 conv) → patch embedding: conv,
+ *   pixels [B, C, H, W] → (hybrid: conv stem of 3×3 convs, stride 2 unless configured 1) → patch embedding: conv,
  *     kernel = stride = patch → [B, N, D]
  *     → prepend the CLS token, add position embeddings (learned, or fixed 2-D sine-cosine; resampled over
  *       the patch grid when the image size differs from the config's) → [B, T = N + 1, D]
@@ -14,7 +14,8 @@
  *
  * Our extensions are config keys transformers does not have (it would warn about them and refuse the weights):
  * `vss_position_embedding: "sincos"` (a fixed table, not in the state dict), `vss_pooling: "mean"`, `vss_conv_stem: [channels…]` (the
- * hybrid stem, weights under `vit.embeddings.patch_embeddings.stem.N.{conv,norm}`), `vss_drop_path_rate` and
+ * hybrid stem, weights under `vit.embeddings.patch_embeddings.stem.N.{conv,norm}`), `vss_conv_stem_strides`,
+ * `vss_drop_path_rate` and
  * `vss_interpolation`. Attention probabilities (`outputAttentions`) come from an explicit softmax(QKᵀ/√d)
  * path — T×T per head, fine for the small token counts here; without them the fused kernel runs.
  */
@@ -58,6 +59,11 @@ export interface ViTConfig {
    * (rounding up); [] = plain ViT. With [16, 32, 64] and patch 1, 28 px → 14 → 7 → a 4×4 token grid.
    */
   convStem: number[];
+  /**
+   * Stride (1 or 2) of each stem layer, 2 where the list is shorter than `convStem`: a stride-1 first layer
+   * sees the image at full resolution before the first halving (as a small CNN's first conv does).
+   */
+  convStemStrides: number[];
   /** How position embeddings are resampled for another image size (transformers uses bicubic). */
   interpolation: PosInterpolation;
   /**
@@ -71,7 +77,7 @@ export const VIT_DEFAULTS: ViTConfig = {
   imageSize: 224, patchSize: 16, numChannels: 3, hiddenSize: 768, numHiddenLayers: 12, numAttentionHeads: 12,
   intermediateSize: 3072, hiddenAct: 'gelu', hiddenDropoutProb: 0, attentionProbsDropoutProb: 0, layerNormEps: 1e-12,
   qkvBias: true, labels: Array.from({ length: 2 }, (_, i) => `LABEL_${i}`), positionEmbedding: 'learned',
-  dropPathRate: 0, convStem: [], interpolation: 'bicubic', pooling: 'cls',
+  dropPathRate: 0, convStem: [], convStemStrides: [], interpolation: 'bicubic', pooling: 'cls',
 };
 
 const ACTIVATIONS: Record<string, Activation> = {
@@ -86,7 +92,10 @@ export function validateViTConfig(c: ViTConfig, where = 'ViT'): void {
     if (!(Number.isInteger(c[k]) && c[k] > 0)) throw new Error(`${where}: ${k} must be a positive integer, got ${c[k]}`);
   }
   if (c.hiddenSize % c.numAttentionHeads) throw new Error(`${where}: hidden size ${c.hiddenSize} is not divisible by ${c.numAttentionHeads} heads`);
-  const side = stemSide(c.imageSize, c.convStem.length);
+  if (c.convStemStrides.length > c.convStem.length || !c.convStemStrides.every((s) => s === 1 || s === 2)) {
+    throw new Error(`${where}: conv stem strides must be 1 or 2, one per stem layer (${c.convStem.length}), got [${c.convStemStrides}]`);
+  }
+  const side = stemSide(c.imageSize, stemStrides(c));
   if (side % c.patchSize) {
     throw new Error(`${where}: image size ${c.imageSize}${c.convStem.length ? ` (${side} after the conv stem)` : ''} is not a multiple of the patch size ${c.patchSize}`);
   }
@@ -138,6 +147,7 @@ export function vitConfigFromJson(raw: Record<string, unknown>, where = 'ViT con
     positionEmbedding: r.oneOf('vss_position_embedding', ['learned', 'sincos'] as const, 'learned'),
     dropPathRate: r.number('vss_drop_path_rate', 0),
     convStem: r.intList('vss_conv_stem', []),
+    convStemStrides: r.intList('vss_conv_stem_strides', []),
     interpolation: r.oneOf('vss_interpolation', ['bicubic', 'bilinear'] as const, 'bicubic'),
     pooling: r.oneOf('vss_pooling', ['cls', 'mean'] as const, 'cls'),
   };
@@ -164,6 +174,7 @@ export function vitConfigToJson(c: ViTConfig): Record<string, unknown> {
   if (c.positionEmbedding !== 'learned') json.vss_position_embedding = c.positionEmbedding;
   if (c.dropPathRate) json.vss_drop_path_rate = c.dropPathRate;
   if (c.convStem.length) json.vss_conv_stem = c.convStem;
+  if (stemStrides(c).some((s) => s !== 2)) json.vss_conv_stem_strides = stemStrides(c);
   if (c.interpolation !== 'bicubic') json.vss_interpolation = c.interpolation;
   if (c.pooling !== 'cls') json.vss_pooling = c.pooling;
   return json;
@@ -286,20 +297,29 @@ function initLinear(l: Linear, rng: Rng): Linear {
   return l;
 }
 
-/** Side of an image after `layers` stride-2 3×3 convs with padding 1: ⌈side / 2⌉ each. */
-export function stemSide(side: number, layers: number): number {
-  for (let i = 0; i < layers; i++) side = Math.floor((side - 1) / 2) + 1;
+/** The stride of each conv stem layer (`convStemStrides`, 2 where it is shorter than `convStem`). */
+export function stemStrides(c: Pick<ViTConfig, 'convStem' | 'convStemStrides'>): number[] {
+  return c.convStem.map((_, i) => c.convStemStrides[i] ?? 2);
+}
+
+/**
+ * Side of an image after 3×3 convs with padding 1 and these strides (a number n: n stride-2 layers):
+ * ⌈side / stride⌉ each.
+ */
+export function stemSide(side: number, strides: number | readonly number[]): number {
+  const list = typeof strides === 'number' ? new Array<number>(strides).fill(2) : strides;
+  for (const s of list) side = Math.floor((side - 1) / s) + 1;
   return side;
 }
 
-/** One stem layer: 3×3 conv, stride 2, padding 1 → GroupNorm → GELU; halves the image (rounding up). */
+/** One stem layer: 3×3 conv (stride 2 or 1), padding 1 → GroupNorm → GELU; stride 2 halves the image (rounding up). */
 class ConvStemLayer extends Module {
   conv: Conv2d;
   norm: GroupNorm;
 
-  constructor(inC: number, outC: number, rng: Rng) {
+  constructor(inC: number, outC: number, stride: number, rng: Rng) {
     super();
-    this.conv = new Conv2d(inC, outC, 3, { stride: 2, padding: 1, rng });
+    this.conv = new Conv2d(inC, outC, 3, { stride, padding: 1, rng });
     this.norm = new GroupNorm(outC % 8 === 0 ? 8 : 1, outC);
   }
 
@@ -315,7 +335,8 @@ class ViTPatchEmbeddings extends Module {
   constructor(readonly cfg: ViTConfig, { rng }: Init) {
     super();
     let c = cfg.numChannels;
-    this.stem = cfg.convStem.map((out) => { const l = new ConvStemLayer(c, out, rng); c = out; return l; });
+    const strides = stemStrides(cfg);
+    this.stem = cfg.convStem.map((out, i) => { const l = new ConvStemLayer(c, out, strides[i], rng); c = out; return l; });
     this.projection = new Conv2d(c, cfg.hiddenSize, cfg.patchSize, { stride: cfg.patchSize, rng });
   }
 
@@ -324,7 +345,8 @@ class ViTPatchEmbeddings extends Module {
     const [B, C, H, W] = x.shape;
     const p = this.cfg.patchSize;
     if (C !== this.cfg.numChannels) throw new Error(`ViT: expected ${this.cfg.numChannels}-channel images, got ${C} channels`);
-    const h = stemSide(H, this.stem.length), w = stemSide(W, this.stem.length);
+    const strides = stemStrides(this.cfg);
+    const h = stemSide(H, strides), w = stemSide(W, strides);
     if (h % p || w % p) {
       throw new Error(`ViT: image ${H}×${W}${this.stem.length ? ` (${h}×${w} after the conv stem)` : ''} is not a multiple of the patch size ${p}`);
     }
@@ -346,7 +368,7 @@ class ViTEmbeddings extends Module {
   constructor(readonly cfg: ViTConfig, init: Init) {
     super();
     const D = cfg.hiddenSize;
-    this.grid = stemSide(cfg.imageSize, cfg.convStem.length) / cfg.patchSize;
+    this.grid = stemSide(cfg.imageSize, stemStrides(cfg)) / cfg.patchSize;
     const T = 1 + this.grid * this.grid;
     this.cls_token = truncNormal([1, 1, D], 0.02, init.rng);
     if (cfg.positionEmbedding === 'learned') {
