@@ -120,31 +120,39 @@ struct Im2colChunkPacker final : Packer {
 };
 
 // B operand of the weight-gradient GEMM: element (k = output pixel, j = (c, ki, kj)) = x[c, ih, iw] or 0.
+// Filled column by column in blocks of kBlock pixels: one block of the panel (kBlock rows of NR floats)
+// stays in L1 while its NR columns are written; a column's whole kc run would evict the panel's lines
+// between columns and cost a cache-line refill per element.
 struct Im2colTPacker final : Packer {
   const float* x; ConvGeom g;
+  static constexpr int64_t kBlock = 128;   // 128 rows x 64 B = 8 KiB of the panel
   void pack(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const override {
     const int64_t khw = g.kh * g.kw;
-    for (int jj = 0; jj < NR; jj++) {
-      float* d = dst + jj;
-      if (jj >= nj) { for (int64_t k = 0; k < kc; k++) d[k * NR] = 0.0f; continue; }
-      const int64_t kk = j0 + jj, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
-      const float* xc = x + c * g.H * g.W;
-      int64_t p = k0, oh = p / g.OW, ow = p % g.OW;
-      int64_t k = 0;
-      while (k < kc) {
-        const int64_t len = imin<int64_t>(kc - k, g.OW - ow);
-        const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-        if (ih < 0 || ih >= g.H) {
-          for (int64_t t = 0; t < len; t++) d[(k + t) * NR] = 0.0f;
-        } else {
-          const float* row = xc + ih * g.W;
-          const int64_t iw0 = ow * g.sw - g.pw + kj * g.dw;
-          for (int64_t t = 0; t < len; t++) {
-            const int64_t iw = iw0 + t * g.sw;
-            d[(k + t) * NR] = (iw >= 0 && iw < g.W) ? row[iw] : 0.0f;
+    for (int64_t kb = 0; kb < kc; kb += kBlock) {
+      const int64_t kn = imin(kBlock, kc - kb);
+      for (int jj = 0; jj < NR; jj++) {
+        float* d = dst + kb * NR + jj;
+        if (jj >= nj) { for (int64_t k = 0; k < kn; k++) d[k * NR] = 0.0f; continue; }
+        const int64_t kk = j0 + jj, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
+        const float* xc = x + c * g.H * g.W;
+        const int64_t p = k0 + kb;
+        int64_t oh = p / g.OW, ow = p % g.OW;
+        int64_t k = 0;
+        while (k < kn) {
+          const int64_t len = imin<int64_t>(kn - k, g.OW - ow);
+          const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+          if (ih < 0 || ih >= g.H) {
+            for (int64_t t = 0; t < len; t++) d[(k + t) * NR] = 0.0f;
+          } else {
+            const float* row = xc + ih * g.W;
+            const int64_t iw0 = ow * g.sw - g.pw + kj * g.dw;
+            for (int64_t t = 0; t < len; t++) {
+              const int64_t iw = iw0 + t * g.sw;
+              d[(k + t) * NR] = (iw >= 0 && iw < g.W) ? row[iw] : 0.0f;
+            }
           }
+          k += len; ow = 0; oh++;
         }
-        k += len; ow = 0; oh++;
       }
     }
   }
