@@ -124,6 +124,11 @@ test('train vit: a two-step run saves a checkpoint and exports a model that clas
   const again = vss('train', 'vit', '--out', out, '--steps', '2', '--no-progress');
   assert.equal(again.code, 1);
   assert.match(again.stderr, /already holds a training run/);
+  // a --stem of one's own: stride 2 everywhere (the recipe's strides belong to the recipe's stem)
+  const own = vss('train', 'vit', '--out', path.join(tmpDir, 'own-stem'), '--steps', '1', '--batch', '4', '--dim', '16', '--depth', '1',
+    '--heads', '2', '--mlp', '16', '--stem', '4,4', '--eval-limit', '8', '--no-progress');
+  assert.equal(own.code, 0, own.stderr);
+  assert.match(own.stderr, /conv stem \[4,4\] strides \[2,2\]/);
   const badStride = vss('train', 'vit', '--out', path.join(tmpDir, 'bad'), '--stem', '4', '--stem-strides', '3', '--no-progress');
   assert.equal(badStride.code, 1);
   assert.match(badStride.stderr, /--stem-strides \[3\] must be 1 or 2, at most one per --stem layer \(1\)/);

@@ -95,10 +95,15 @@ const FIXED_ON_RESUME = ['dataset', 'batch', 'patch', 'dim', 'depth', 'heads', '
 function resolveVitConfig(flags: VitFlags, cmd: Command): { config: VitRunConfig; out: string; resumeFrom: string | null } {
   const { out, resumeFrom } = locateRun(flags, 'runs/vit-fashion-mnist');
   const { out: _o, resume: _r, workers: _w, progress: _p, ...rest } = flags;
+  const given = givenOnCommandLine(cmd);
   let config: VitRunConfig = { ...rest, model: 'vit', dataset: 'fashion-mnist', export: flags.export ?? path.join(out, 'model') };
+  // The default strides belong to the default stem: a --stem of one's own has stride 2 everywhere unless told.
+  if (given('stem') && !given('stemStrides')) config.stemStrides = [];
   if (resumeFrom) {
     const saved = savedRunConfig<VitRunConfig>(resumeFrom, 'vit', 'a ViT run');
-    config = mergeWithSaved(config, saved, { given: givenOnCommandLine(cmd), fixed: FIXED_ON_RESUME });
+    config = mergeWithSaved(config, saved, { given, fixed: FIXED_ON_RESUME });
+    // runs saved before stem strides existed have stride 2 everywhere
+    if (saved.stemStrides === undefined && !given('stemStrides')) config.stemStrides = [];
   }
   if (flags.dataset !== 'fashion-mnist') throw new UserError(`vss train vit trains on fashion-mnist, not '${flags.dataset}'`, 'use --dataset fashion-mnist');
   const strides = config.stemStrides ?? [];
@@ -130,10 +135,13 @@ export function vitModelConfig(c: Pick<VitRunConfig, 'patch' | 'dim' | 'depth' |
  * with them too).
  */
 export const VIT_RECIPE = {
-  steps: 5000, batch: 128, lr: 2e-3, warmup: 300, weightDecay: 0.05, patch: 1, dim: 128, depth: 6, heads: 4, mlp: 256,
-  stem: [32, 64, 128], pos: 'learned', pool: 'mean', dropPath: 0, dropout: 0, labelSmoothing: 0.1, emaDecay: 0.999,
-  cropPadding: 2, cropProb: 0.3, flip: true, erasing: 0.1, seed: 0, evalLimit: 10_000, evalEvery: 1000, checkpointEvery: 500, logEvery: 20,
-} as const satisfies Omit<VitRunConfig, 'model' | 'dataset' | 'export' | 'data' | 'stem'> & { stem: readonly number[] };
+  steps: 7000, batch: 128, lr: 2e-3, warmup: 300, weightDecay: 0.05, patch: 1, dim: 128, depth: 6, heads: 4, mlp: 256,
+  // 28 → 14 → 7 → 7 → 4: a stride-1 conv at 7×7 before the last halving (the stem alone gave 91.0 %)
+  stem: [32, 64, 64, 128], stemStrides: [2, 2, 1, 2], pos: 'learned', pool: 'mean', dropPath: 0, dropout: 0,
+  labelSmoothing: 0.05, emaDecay: 0.999, cropPadding: 2, cropProb: 0.15, flip: true, erasing: 0, seed: 0,
+  evalLimit: 10_000, evalEvery: 1000, checkpointEvery: 500, logEvery: 20,
+} as const satisfies Omit<VitRunConfig, 'model' | 'dataset' | 'export' | 'data' | 'stem' | 'stemStrides'>
+  & { stem: readonly number[]; stemStrides: readonly number[] };
 
 export interface VitTrainingOptions {
   /** The run folder (checkpoint, metrics.jsonl, loss.png). */
@@ -437,7 +445,7 @@ export function registerVitCommands(program: Command): void {
     .option('--heads <n>', 'attention heads', intOption('--heads', 1), VIT_RECIPE.heads)
     .option('--mlp <n>', 'MLP hidden size', intOption('--mlp', 1), VIT_RECIPE.mlp)
     .option('--stem <channels>', "hybrid conv stem: channels of its 3×3 convs (stride 2 unless --stem-strides), comma-separated ('none': plain ViT)", intListOption('--stem', 1, { allowNone: true }), [...VIT_RECIPE.stem])
-    .option('--stem-strides <list>', 'strides (1 or 2) of the stem convs, comma-separated; 2 where the list is shorter', intListOption('--stem-strides', 1), [])
+    .option('--stem-strides <list>', 'strides (1 or 2) of the stem convs, comma-separated; 2 where the list is shorter', intListOption('--stem-strides', 1), [...VIT_RECIPE.stemStrides])
     .addOption(new Option('--pos <kind>', 'position embeddings').choices(['learned', 'sincos']).default(VIT_RECIPE.pos))
     .addOption(new Option('--pool <kind>', 'what the classifier reads: the CLS token or the mean of the patch tokens').choices(['cls', 'mean']).default(VIT_RECIPE.pool))
     .option('--drop-path <p>', 'stochastic depth rate of the last block', numberOption('--drop-path', 0, 1, '[)'), VIT_RECIPE.dropPath)

@@ -96,10 +96,16 @@ export function checkPatchSizes(patches: readonly number[], dim: number, heads: 
   if (dim % heads) throw new UserError(`--dim ${dim} is not divisible by --heads ${heads}`);
 }
 
+/**
+ * The augmentation the patch comparison was measured with (bench/vit-patches): the first `vss train vit`
+ * recipe, kept here so that later changes to the classifier's recipe do not change what this table means.
+ */
+const PATCHES_AUGMENT = { cropPadding: 2, cropProb: 0.3, flip: true, erasing: 0.1, labelSmoothing: 0.1 } as const;
+
 /** The `vss train vit` run config of one row: the recipe's defaults, a plain ViT with patch p. */
 function rowConfig(flags: VitPatchesFlags, patch: number, runDir: string): VitRunConfig {
   return {
-    ...VIT_RECIPE, stem: [], model: 'vit', dataset: 'fashion-mnist', patch, steps: flags.steps, batch: flags.batch,
+    ...VIT_RECIPE, ...PATCHES_AUGMENT, stem: [], stemStrides: [], model: 'vit', dataset: 'fashion-mnist', patch, steps: flags.steps, batch: flags.batch,
     dim: flags.dim, depth: flags.depth, heads: flags.heads, mlp: flags.mlp, seed: flags.seed, data: flags.data,
     evalLimit: flags.evalLimit, evalEvery: 0, export: path.join(runDir, 'model'),
   };
