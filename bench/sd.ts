@@ -188,7 +188,7 @@ async function main(): Promise<void> {
       rows.push({ what: `U-Net CFG step (batch 2) ${size}²`, ours: step.wall, cpu: step.cpu, torch: PEERS.torch[`step${k}`], sdcpp: PEERS.sdcpp[`step${k}`], unit: 's' });
       rows.push({ what: `VAE decode ${size}²`, ours: vae.wall, cpu: vae.cpu, torch: PEERS.torch[`vae${k}`], sdcpp: PEERS.sdcpp[`vae${k}`], unit: 's' });
     }
-    const rss = process.resourceUsage().maxRSS / 2 ** 20; // KiB → GiB
+    const rss = process.resourceUsage().maxRSS * 1024 / 1e9; // KiB → GB (decimal, like the peers' figures)
     const big = full ? '512' : '256';
     rows.push({ what: `peak RSS (${big}² run)`, ours: rss, torch: PEERS.torch[`rss${big}`], sdcpp: PEERS.sdcpp[`rss${big}`], unit: 'GB' });
     rows.push({ what: `load (f16 weights${pipe.releaseIdleWeights ? ', memory-mapped' : ''})`, ours: load, torch: null, sdcpp: null, unit: 's' });
