@@ -178,7 +178,7 @@ function checkSizes(c: CaptionerRunConfig): void {
   if (c.dataset === 'fashion-mnist' && c.imageSize < 28) {
     throw new UserError(`--image-size ${c.imageSize} is smaller than Fashion-MNIST's 28×28 images`, 'use 28 (the default) or more: larger sizes pad with black');
   }
-  const side = stemSide(c.imageSize, c.encStem.length);
+  const side = stemSide(c.imageSize, c.encStem.map(() => 2));
   if (side % c.patch) {
     const divisors = Array.from({ length: side }, (_, i) => i + 1).filter((d) => side % d === 0 && d < side && (d > 1 || c.encStem.length > 0));
     throw new UserError(`--patch ${c.patch} does not divide the ${side}-pixel ${c.encStem.length ? 'output of the conv stem' : 'images'}`,
@@ -319,7 +319,7 @@ async function trainCaptioner(flags: CaptionerFlags, cmd: Command): Promise<void
   const decode: DecodeSettings = { method: 'greedy', maxNewTokens: config.maxLength - 1 };
 
   if (!resumeFrom) {
-    const tokens = (stemSide(config.imageSize, config.encStem.length) / config.patch) ** 2;
+    const tokens = (stemSide(config.imageSize, config.encStem.map(() => 2)) / config.patch) ** 2;
     const stem = config.encStem.length ? `conv stem [${config.encStem}], ` : '';
     console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter captioner (ViT ${stem}patch ${config.patch}: ${tokens} image tokens, ` +
       `dim ${config.encDim}, depth ${config.encDepth}; GPT-2 dim ${config.decDim}, depth ${config.decDepth}, heads ${config.decHeads}; ` +

@@ -110,7 +110,7 @@ function resolveVitConfig(flags: VitFlags, cmd: Command): { config: VitRunConfig
   if (strides.length > config.stem.length || strides.some((s) => s !== 1 && s !== 2)) {
     throw new UserError(`--stem-strides [${strides}] must be 1 or 2, at most one per --stem layer (${config.stem.length})`);
   }
-  const side = stemSide(28, stemStrides({ convStem: config.stem, convStemStrides: strides }));
+  const side = runGridSide(config, 1);
   if (side % config.patch) {
     throw new UserError(`--patch ${config.patch} does not divide the ${side}-pixel ${config.stem.length ? 'output of the conv stem' : 'images'}`,
       config.stem.length ? `a stem of ${config.stem.length} layers leaves ${side}×${side}: use a --patch that divides ${side}` : 'use --patch 4, 7, 14 or 28');
@@ -118,6 +118,11 @@ function resolveVitConfig(flags: VitFlags, cmd: Command): { config: VitRunConfig
   if (config.dim % config.heads) throw new UserError(`--dim ${config.dim} is not divisible by --heads ${config.heads}`);
   if (config.pos === 'sincos' && config.dim % 4) throw new UserError(`--pos sincos needs --dim divisible by 4, got ${config.dim}`);
   return { config, out, resumeFrom };
+}
+
+/** Side of a run's token grid: 28 px through its conv stem, then patches of `patch` (1: the stem's output). */
+function runGridSide(c: Pick<VitRunConfig, 'stem' | 'stemStrides'>, patch: number): number {
+  return stemSide(28, stemStrides({ convStem: c.stem, convStemStrides: c.stemStrides ?? [] })) / patch;
 }
 
 /** The model a run config describes. */
@@ -199,7 +204,7 @@ export async function runVitTraining(config: VitRunConfig, o: VitTrainingOptions
   refuseExistingRun(out, resumeFrom, o.resumeHint);
   if (!resumeFrom) {
     const strides = stemStrides({ convStem: config.stem, convStemStrides: config.stemStrides ?? [] });
-    const tokens = (stemSide(28, strides) / config.patch) ** 2 + 1;
+    const tokens = runGridSide(config, config.patch) ** 2 + 1;
     console.error(`training a ${model.numParameters().toLocaleString('en')}-parameter ViT (patch ${config.patch}: ${tokens} tokens, dim ${config.dim}, ` +
       `depth ${config.depth}, heads ${config.heads}, mlp ${config.mlp}${config.stem.length ? `, conv stem [${config.stem}] strides [${strides}]` : ''}) on fashion-mnist ` +
       `(${trainSet.length} train / ${evalCount} test images, batch ${config.batch}, ${config.steps} steps ≈ ${(config.steps * config.batch / trainSet.length).toFixed(1)} epochs, ` +

@@ -302,13 +302,9 @@ export function stemStrides(c: Pick<ViTConfig, 'convStem' | 'convStemStrides'>):
   return c.convStem.map((_, i) => c.convStemStrides[i] ?? 2);
 }
 
-/**
- * Side of an image after 3×3 convs with padding 1 and these strides (a number n: n stride-2 layers):
- * ⌈side / stride⌉ each.
- */
-export function stemSide(side: number, strides: number | readonly number[]): number {
-  const list = typeof strides === 'number' ? new Array<number>(strides).fill(2) : strides;
-  for (const s of list) side = Math.floor((side - 1) / s) + 1;
+/** Side of an image after 3×3 convs with padding 1 and these strides: ⌈side / stride⌉ each. */
+export function stemSide(side: number, strides: readonly number[]): number {
+  for (const s of strides) side = Math.floor((side - 1) / s) + 1;
   return side;
 }
 
