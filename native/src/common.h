@@ -6,6 +6,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// For the SIMD load/store helpers called per vector inside kernel loops: GCC's size heuristics leave
+// some of them out of line in the large ISA translation units (a call per vector and a dtype switch).
+#if defined(__GNUC__)
+#define VSS_INLINE static inline __attribute__((always_inline))
+#else
+#define VSS_INLINE static inline
+#endif
+
 namespace vss {
 
 enum DType : int { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2 };

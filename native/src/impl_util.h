@@ -40,7 +40,7 @@ static inline float load_as_f32(const void* p, int dt, int64_t i) {
   return dt == DT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 // n (<= W) elements of any dtype as a vector, zeros beyond n.
-static inline V vload_dt_n(const void* p, int dt, int64_t i, int n) {
+VSS_INLINE V vload_dt_n(const void* p, int dt, int64_t i, int n) {
   if (dt == DT_F32) return vload_n(static_cast<const float*>(p) + i, n);
   if (dt == DT_F16) return vload_f16_n(static_cast<const uint16_t*>(p) + i, n);
   return vload_bf16_n(static_cast<const uint16_t*>(p) + i, n);

@@ -6,7 +6,7 @@ typedef __m256 V;
 typedef __m256 Mask;   // all-ones / all-zeros lanes
 
 static const int32_t kTailTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-static inline __m256i tailmask(int n) {
+VSS_INLINE __m256i tailmask(int n) {
   n = n < 0 ? 0 : (n > 8 ? 8 : n);
   return _mm256_loadu_si256((const __m256i*)(kTailTable + 8 - n));
 }
@@ -31,11 +31,11 @@ static inline V vset1(float a) { return _mm256_set1_ps(a); }
 static inline V vload(const float* p) { return _mm256_loadu_ps(p); }
 static inline V vloada(const float* p) { return _mm256_load_ps(p); }
 static inline void vstore(float* p, V v) { _mm256_storeu_ps(p, v); }
-static inline V vload_n(const float* p, int n) {
+VSS_INLINE V vload_n(const float* p, int n) {
   if (n >= 8) return _mm256_loadu_ps(p);
   return _mm256_maskload_ps(p, tailmask(n));
 }
-static inline void vstore_n(float* p, V v, int n) {
+VSS_INLINE void vstore_n(float* p, V v, int n) {
   if (n >= 8) _mm256_storeu_ps(p, v);
   else _mm256_maskstore_ps(p, tailmask(n), v);
 }
@@ -119,14 +119,14 @@ static inline void vfrexp(V x, V& m, V& e) {
   m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffff)),
                                           _mm256_set1_epi32(0x3f800000)));
 }
-static inline __m128i load_u16_n(const uint16_t* p, int n) {
+VSS_INLINE __m128i load_u16_n(const uint16_t* p, int n) {
   if (n >= 8) return _mm_loadu_si128((const __m128i*)p);
   alignas(16) uint16_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (int i = 0; i < n; i++) t[i] = p[i];
   return _mm_load_si128((const __m128i*)t);
 }
-static inline V vload_f16_n(const uint16_t* p, int n) { return _mm256_cvtph_ps(load_u16_n(p, n)); }
-static inline V vload_bf16_n(const uint16_t* p, int n) {
+VSS_INLINE V vload_f16_n(const uint16_t* p, int n) { return _mm256_cvtph_ps(load_u16_n(p, n)); }
+VSS_INLINE V vload_bf16_n(const uint16_t* p, int n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load_u16_n(p, n)), 16));
 }
 static inline V vload_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }

@@ -26,9 +26,9 @@ static inline void vinterleave2(V a, V b, V& lo, V& hi) {
 }
 static inline V vloada(const float* p) { return _mm512_load_ps(p); }
 static inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
-static inline __mmask16 tailmask(int n) { return (__mmask16)((n >= 16) ? 0xffff : ((1u << n) - 1)); }
-static inline V vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps(tailmask(n), p); }
-static inline void vstore_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, tailmask(n), v); }
+VSS_INLINE __mmask16 tailmask(int n) { return (__mmask16)((n >= 16) ? 0xffff : ((1u << n) - 1)); }
+VSS_INLINE V vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps(tailmask(n), p); }
+VSS_INLINE void vstore_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, tailmask(n), v); }
 static inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
 static inline V vsub(V a, V b) { return _mm512_sub_ps(a, b); }
 static inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
@@ -70,10 +70,10 @@ static inline void vfrexp(V x, V& m, V& e) {
   m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
   e = _mm512_getexp_ps(x);
 }
-static inline V vload_f16_n(const uint16_t* p, int n) {
+VSS_INLINE V vload_f16_n(const uint16_t* p, int n) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tailmask(n), p));
 }
-static inline V vload_bf16_n(const uint16_t* p, int n) {
+VSS_INLINE V vload_bf16_n(const uint16_t* p, int n) {
   __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(tailmask(n), p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }

@@ -12,13 +12,13 @@ static inline V vset1(float a) { return V{a, a, a, a}; }
 static inline V vload(const float* p) { V v; __builtin_memcpy(&v, p, sizeof v); return v; }
 static inline V vloada(const float* p) { return vload(p); }
 static inline void vstore(float* p, V v) { __builtin_memcpy(p, &v, sizeof v); }
-static inline V vload_n(const float* p, int n) {
+VSS_INLINE V vload_n(const float* p, int n) {
   if (n >= W) return vload(p);
   V v = vzero();
   for (int i = 0; i < n; i++) v[i] = p[i];
   return v;
 }
-static inline void vstore_n(float* p, V v, int n) {
+VSS_INLINE void vstore_n(float* p, V v, int n) {
   if (n >= W) { vstore(p, v); return; }
   for (int i = 0; i < n; i++) p[i] = v[i];
 }
@@ -106,12 +106,12 @@ static inline void vfrexp(V x, V& m, V& e) {
   VI mu = (u & 0x7fffff) | 0x3f800000;
   __builtin_memcpy(&m, &mu, 16);
 }
-static inline V vload_f16_n(const uint16_t* p, int n) {
+VSS_INLINE V vload_f16_n(const uint16_t* p, int n) {
   V v = vzero();
   for (int i = 0; i < n && i < W; i++) v[i] = f16_to_f32(p[i]);
   return v;
 }
-static inline V vload_bf16_n(const uint16_t* p, int n) {
+VSS_INLINE V vload_bf16_n(const uint16_t* p, int n) {
   V v = vzero();
   for (int i = 0; i < n && i < W; i++) v[i] = bf16_to_f32(p[i]);
   return v;

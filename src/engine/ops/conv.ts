@@ -1,4 +1,5 @@
 /** Convolution, pooling and resizing on NCHW tensors. */
+import { emptyF32 } from '../dtype.js';
 import { Tensor } from '../tensor.js';
 import { K } from '../backend/index.js';
 import { convOutSize } from '../backend/kernels.js';
@@ -34,19 +35,19 @@ export function conv2d(input: Tensor, w: Tensor, bias?: Tensor | null, opts: Con
   if (OH <= 0 || OW <= 0) throw new Error(`conv2d: input ${H}×${W} is too small for kernel ${kh}×${kw} (dilation ${dh}, padding ${ph})`);
   const xd = toDense(x);
   const wb = weightBuf(w);
-  const out = new Float32Array(N * O * OH * OW);
+  const out = emptyF32(N * O * OH * OW);
   if (out.length) K.conv2d(xd, wb.buf, wb.dtype, bias ? toDense(bias) : null, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups, out);
   const inputs = bias ? [x, w, bias] : [x, w];
   const y = fromOp(out, [N, O, OH, OW], inputs, 'conv2d', (g) => {
     const gd = toDense(g);
     let gx: Tensor | null = null, gw: Tensor | null = null;
     if (x.requiresGrad) {
-      const buf = new Float32Array(xd.length);
+      const buf = emptyF32(xd.length);
       K.conv2dBackwardInput(gd, wb.buf, wb.dtype, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups, buf);
       gx = new Tensor(buf, x.shape, 'f32');
     }
     if (w.requiresGrad) {
-      const buf = new Float32Array(O * Cg * kh * kw);
+      const buf = emptyF32(O * Cg * kh * kw);
       K.conv2dBackwardWeight(xd, gd, N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups, buf);
       gw = new Tensor(buf, w.shape, 'f32');
     }
@@ -79,7 +80,7 @@ export function convTranspose2d(input: Tensor, w: Tensor, bias?: Tensor | null, 
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== Cout)) throw new Error(`convTranspose2d: bias must be [${Cout}], got [${bias.shape}]`);
   const xd = toDense(x);
   const wb = weightBuf(w);
-  const out = new Float32Array(N * Cout * OH * OW);
+  const out = emptyF32(N * Cout * OH * OW);
   // conv2d view: input [N, Cout, OH, OW] → output [N, Cin, H, W] with weight [Cin, Cout/g, kh, kw].
   if (out.length) K.conv2dBackwardInput(xd, wb.buf, wb.dtype, N, Cout, OH, OW, Cin, kh, kw, sh, sw, ph, pw, dh, dw, groups, out);
   if (bias) {
@@ -94,12 +95,12 @@ export function convTranspose2d(input: Tensor, w: Tensor, bias?: Tensor | null, 
     const gd = toDense(g);
     let gx: Tensor | null = null, gw: Tensor | null = null;
     if (x.requiresGrad) {
-      const buf = new Float32Array(xd.length);
+      const buf = emptyF32(xd.length);
       K.conv2d(gd, wb.buf, wb.dtype, null, N, Cout, OH, OW, Cin, kh, kw, sh, sw, ph, pw, dh, dw, groups, buf);
       gx = new Tensor(buf, x.shape, 'f32');
     }
     if (w.requiresGrad) {
-      const buf = new Float32Array(w.numel);
+      const buf = emptyF32(w.numel);
       K.conv2dBackwardWeight(gd, xd, N, Cout, OH, OW, Cin, kh, kw, sh, sw, ph, pw, dh, dw, groups, buf);
       gw = new Tensor(buf, w.shape, 'f32');
     }
@@ -124,7 +125,7 @@ function poolSetup(input: Tensor, kernel: Pair, opts: Pool2dOptions, op: string)
 
 export function maxPool2d(input: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
   const p = poolSetup(input, kernel, opts, 'maxPool2d');
-  const out = new Float32Array(p.N * p.C * p.OH * p.OW);
+  const out = emptyF32(p.N * p.C * p.OH * p.OW);
   const arg = new Int32Array(out.length);
   K.maxPool2d(toDense(p.x), p.N, p.C, p.H, p.W, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, out, arg);
   const y = fromOp(out, [p.N, p.C, p.OH, p.OW], [p.x], 'maxPool2d', (g) => {
@@ -138,7 +139,7 @@ export function maxPool2d(input: Tensor, kernel: Pair, opts: Pool2dOptions = {})
 export function avgPool2d(input: Tensor, kernel: Pair, opts: Pool2dOptions = {}): Tensor {
   const p = poolSetup(input, kernel, opts, 'avgPool2d');
   const cip = opts.countIncludePad ?? true;
-  const out = new Float32Array(p.N * p.C * p.OH * p.OW);
+  const out = emptyF32(p.N * p.C * p.OH * p.OW);
   K.avgPool2d(toDense(p.x), p.N, p.C, p.H, p.W, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, cip, out);
   const y = fromOp(out, [p.N, p.C, p.OH, p.OW], [p.x], 'avgPool2d', (g) => {
     const gx = new Float32Array(p.x.numel);
@@ -170,10 +171,10 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   if (mode === 'nearest' && opts.alignCorners !== undefined) throw new Error('interpolate: alignCorners only applies to bilinear');
   const P = x.numel / (H * W) || 0;
   const xd = toDense(x);
-  const out = new Float32Array(P * OH * OW);
+  const out = emptyF32(P * OH * OW);
   if (out.length) K.interpolate(xd, P, H, W, OH, OW, mode, ac, out);
   return fromOp(out, [...x.shape.slice(0, -2), OH, OW], [x], 'interpolate', (g) => {
-    const gx = new Float32Array(xd.length);
+    const gx = emptyF32(xd.length);
     if (gx.length) K.interpolateBackward(toDense(g), P, H, W, OH, OW, mode, ac, gx);
     return [new Tensor(gx, x.shape, 'f32')];
   });

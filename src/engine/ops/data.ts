@@ -5,7 +5,7 @@
 import { Tensor, type Shape, numelOf } from '../tensor.js';
 import { type GradFn, isGradEnabled } from '../autograd.js';
 import { K } from '../backend/index.js';
-import { isHalf } from '../dtype.js';
+import { isHalf, emptyF32 } from '../dtype.js';
 
 /** Dense row-major f32 data of t. No copy when t is already dense f32. Never mutate the result. */
 export function toDense(t: Tensor): Float32Array {
@@ -14,7 +14,7 @@ export function toDense(t: Tensor): Float32Array {
     const d = t.data as Float32Array;
     return t.offset === 0 && d.length === n ? d : d.subarray(t.offset, t.offset + n);
   }
-  const out = new Float32Array(n);
+  const out = emptyF32(n);
   if (n === 0) return out;
   if (t.dtype === 'f32' || isHalf(t.dtype)) {
     K.stridedCopy(t.data as Float32Array | Uint16Array, t.dtype as 'f32' | 'f16' | 'bf16', t.offset, t.shape, t.strides, out);

@@ -1,4 +1,5 @@
 /** Elementwise ops: unary, binary with broadcasting, comparisons, where. */
+import { emptyF32 } from '../dtype.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { K } from '../backend/index.js';
 import type { BinaryOp, UnaryOp } from '../backend/kernels.js';
@@ -9,10 +10,10 @@ import { sumTo } from './reduce.js';
 
 function unary(x: Tensor, op: UnaryOp, alpha = 0, beta = 0): Tensor {
   const xd = toDense(x);
-  const out = new Float32Array(xd.length);
+  const out = emptyF32(xd.length);
   if (xd.length) K.unary(op, xd, out, alpha, beta);
   return fromOp(out, x.shape, [x], op, (g) => {
-    const gx = new Float32Array(xd.length);
+    const gx = emptyF32(xd.length);
     if (xd.length) K.unaryBackward(op, xd, out, toDense(g), gx, alpha, beta);
     return [new Tensor(gx, x.shape, 'f32')];
   });
@@ -46,7 +47,7 @@ function binaryForward(op: BinaryOp, a: Tensor, b: Tensor): { out: Float32Array;
   const A = stridedF32(a), B = stridedF32(b);
   let n = 1;
   for (const d of shape) n *= d;
-  const out = new Float32Array(n);
+  const out = emptyF32(n);
   if (n) K.binary(op, A.buf, A.offset, broadcastStrides(a.shape, A.strides, shape),
                   B.buf, B.offset, broadcastStrides(b.shape, B.strides, shape), shape, out);
   return { out, shape };
@@ -116,7 +117,7 @@ export function where(cond: Tensor, x: TensorLike, y: TensorLike): Tensor {
   const C = stridedF32(cond), A = stridedF32(a), B = stridedF32(b);
   let n = 1;
   for (const d of shape) n *= d;
-  const out = new Float32Array(n);
+  const out = emptyF32(n);
   if (n) K.where(C.buf, C.offset, broadcastStrides(cond.shape, C.strides, shape),
                  A.buf, A.offset, broadcastStrides(a.shape, A.strides, shape),
                  B.buf, B.offset, broadcastStrides(b.shape, B.strides, shape), shape, out);

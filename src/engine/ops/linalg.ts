@@ -5,7 +5,7 @@
 import { Tensor, numelOf } from '../tensor.js';
 import { K } from '../backend/index.js';
 import type { WeightBuf, WeightDtype } from '../backend/kernels.js';
-import { isHalf } from '../dtype.js';
+import { isHalf, emptyF32 } from '../dtype.js';
 import { broadcastShapes, fromOp, toDense } from './data.js';
 import { contiguous, expand, reshape, squeeze, transpose, unsqueeze } from './view.js';
 import { sumTo, sum } from './reduce.js';
@@ -53,7 +53,7 @@ function matmulNd(a: Tensor, b: Tensor): Tensor {
   const nb = numelOf(batch);
   const A = operandOf(expand(a.detach(), [...batch, M, Ka]));
   const B = operandOf(expand(b.detach(), [...batch, Kb, N]));
-  const out = new Float32Array(nb * M * N);
+  const out = emptyF32(nb * M * N);
   if (out.length) {
     K.gemm(A.trans, B.trans, M, N, Ka, 1, A.buf, A.dtype, A.ld, A.batchStride,
            B.buf, B.dtype, B.ld, B.batchStride, 0, out, N, M * N, nb);
@@ -91,7 +91,7 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   const R = x.numel / I || 0;
   const x2 = contiguous(reshape(x.detach(), [R, I]));
   const W = operandOf(transpose(w.detach(), 0, 1)); // [in, out] view of w
-  const out = new Float32Array(R * O);
+  const out = emptyF32(R * O);
   if (bias) {
     const bd = toDense(bias);
     for (let r = 0; r < R; r++) out.set(bd, r * O);

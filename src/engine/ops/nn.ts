@@ -1,4 +1,5 @@
 /** Neural-network functions: softmax, norms, dropout, losses, attention. */
+import { emptyF32 } from '../dtype.js';
 import { Tensor, numelOf } from '../tensor.js';
 import { K } from '../backend/index.js';
 import { type Rng, getDefaultRng } from '../rng.js';
@@ -15,10 +16,10 @@ import { gather } from './shape.js';
 function softmaxLast(x: Tensor, log: boolean): Tensor {
   const cols = x.shape[x.ndim - 1], rows = cols ? x.numel / cols : 0;
   const xd = toDense(x);
-  const out = new Float32Array(xd.length);
+  const out = emptyF32(xd.length);
   if (out.length) K.softmax(xd, rows, cols, log, out);
   return fromOp(out, x.shape, [x], log ? 'logSoftmax' : 'softmax', (g) => {
-    const gx = new Float32Array(out.length);
+    const gx = emptyF32(out.length);
     if (gx.length) K.softmaxBackward(out, toDense(g), rows, cols, log, gx);
     return [new Tensor(gx, x.shape, 'f32')];
   });
@@ -47,11 +48,11 @@ export function layerNorm(x: Tensor, normalizedShape: number | readonly number[]
     if (p && p.numel !== cols) throw new Error(`layerNorm: ${name} has ${p.numel} elements, expected ${cols}`);
   }
   const xd = toDense(x), wd = w ? toDense(w) : null, bd = b ? toDense(b) : null;
-  const out = new Float32Array(xd.length), mu = new Float32Array(rows), rstd = new Float32Array(rows);
+  const out = emptyF32(xd.length), mu = emptyF32(rows), rstd = emptyF32(rows);
   if (out.length) K.layerNorm(xd, wd, bd, rows, cols, eps, out, mu, rstd);
   const inputs = [x, ...(w ? [w] : []), ...(b ? [b] : [])];
   return fromOp(out, x.shape, inputs, 'layerNorm', (g) => {
-    const gx = new Float32Array(xd.length);
+    const gx = emptyF32(xd.length);
     const gw = w?.requiresGrad ? new Float32Array(cols) : null, gb = b?.requiresGrad ? new Float32Array(cols) : null;
     K.layerNormBackward(xd, wd, mu, rstd, toDense(g), rows, cols, gx, gw, gb);
     const res: (Tensor | null)[] = [x.requiresGrad ? new Tensor(gx, x.shape, 'f32') : null];
@@ -74,7 +75,7 @@ export function groupNorm(x: Tensor, groups: number, w?: Tensor | null, b?: Tens
     const [N, C] = x.shape, HW = numelOf(x.shape.slice(2));
     if (Number.isInteger(groups) && groups > 0 && C % groups === 0 && (!w || w.numel === C) && (!b || b.numel === C)) {
       const xd = toDense(x);
-      const out = new Float32Array(xd.length), mu = new Float32Array(N * groups), rstd = new Float32Array(N * groups);
+      const out = emptyF32(xd.length), mu = emptyF32(N * groups), rstd = emptyF32(N * groups);
       if (ex.groupNormAct(xd, w ? toDense(w) : null, b ? toDense(b) : null, N, C, HW, groups, eps, 'silu', out, mu, rstd)) {
         return new Tensor(out, x.shape, 'f32');
       }
@@ -88,11 +89,11 @@ export function groupNorm(x: Tensor, groups: number, w?: Tensor | null, b?: Tens
     if (p && p.numel !== C) throw new Error(`groupNorm: ${name} has ${p.numel} elements, expected ${C}`);
   }
   const xd = toDense(x), wd = w ? toDense(w) : null, bd = b ? toDense(b) : null;
-  const out = new Float32Array(xd.length), mu = new Float32Array(N * groups), rstd = new Float32Array(N * groups);
+  const out = emptyF32(xd.length), mu = emptyF32(N * groups), rstd = emptyF32(N * groups);
   if (out.length) K.groupNorm(xd, wd, bd, N, C, HW, groups, eps, out, mu, rstd);
   const inputs = [x, ...(w ? [w] : []), ...(b ? [b] : [])];
   return fromOp(out, x.shape, inputs, 'groupNorm', (g) => {
-    const gx = new Float32Array(xd.length);
+    const gx = emptyF32(xd.length);
     const gw = w?.requiresGrad ? new Float32Array(C) : null, gb = b?.requiresGrad ? new Float32Array(C) : null;
     K.groupNormBackward(xd, wd, mu, rstd, toDense(g), N, C, HW, groups, gx, gw, gb);
     const res: (Tensor | null)[] = [x.requiresGrad ? new Tensor(gx, x.shape, 'f32') : null];
@@ -235,10 +236,10 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   }
 
   const qd = toDense(q), kd = toDense(k), vd = toDense(v);
-  const out = new Float32Array(B * H * Lq * Dv), lse = new Float32Array(B * H * Lq);
+  const out = emptyF32(B * H * Lq * Dv), lse = emptyF32(B * H * Lq);
   if (out.length) K.attention(qd, kd, vd, B, H, Lq, Lk, D, Dv, scale, causal, maskBuf, mB, mH, mQ, out, lse);
   return fromOp(out, [...lead, Lq, Dv], [q, k, v], 'attention', (g) => {
-    const gq = new Float32Array(qd.length), gk = new Float32Array(kd.length), gv = new Float32Array(vd.length);
+    const gq = emptyF32(qd.length), gk = emptyF32(kd.length), gv = emptyF32(vd.length);
     if (out.length) K.attentionBackward(qd, kd, vd, out, lse, toDense(g), B, H, Lq, Lk, D, Dv, scale, causal, maskBuf, mB, mH, mQ, gq, gk, gv);
     return [new Tensor(gq, q.shape, 'f32'), new Tensor(gk, k.shape, 'f32'), new Tensor(gv, v.shape, 'f32')];
   });

@@ -1,4 +1,5 @@
 /** Reductions over any set of dims. Adjacent reduced dims are merged into one kernel pass. */
+import { emptyF32 } from '../dtype.js';
 import { Tensor, type Shape, numelOf } from '../tensor.js';
 import { K } from '../backend/index.js';
 import type { ReduceOp } from '../backend/kernels.js';
@@ -30,7 +31,7 @@ function reduceRaw(op: ReduceOp, x: Tensor, dims: number[]): Float32Array {
     while (j > 0 && dims[j - 1] === dims[j] - 1) j--;
     const lo = dims[j], hi = dims[i];
     const outer = numelOf(shape.slice(0, lo)), n = numelOf(shape.slice(lo, hi + 1)), inner = numelOf(shape.slice(hi + 1));
-    const out = new Float32Array(outer * inner);
+    const out = emptyF32(outer * inner);
     K.reduce(op, data, outer, n, inner, out);
     data = out;
     for (let d = lo; d <= hi; d++) shape[d] = 1;

@@ -1,4 +1,5 @@
 /** Joining, splitting and indexing. */
+import { emptyF32 } from '../dtype.js';
 import { Tensor, numelOf } from '../tensor.js';
 import { fromOp, indexArray, toDense } from './data.js';
 import { expand, narrow, normDim, reshape, unsqueeze } from './view.js';
@@ -18,7 +19,7 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
   shape[d] = sizes.reduce((a, b) => a + b, 0);
   const outer = numelOf(shape.slice(0, d)), inner = numelOf(shape.slice(d + 1));
   const rowLen = shape[d] * inner;
-  const out = new Float32Array(outer * rowLen);
+  const out = emptyF32(outer * rowLen);
   let at = 0;
   for (const t of tensors) {
     const src = toDense(t), chunk = t.shape[d] * inner;
@@ -101,7 +102,7 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   const n = x.shape[d], outer = numelOf(x.shape.slice(0, d)), inner = numelOf(x.shape.slice(d + 1));
   for (const j of idx) if (j < -n || j >= n) throw new Error(`indexSelect: index ${j} is out of range for dim ${dim} of size ${n}`);
   const xd = toDense(x), m = idx.length;
-  const out = new Float32Array(outer * m * inner);
+  const out = emptyF32(outer * m * inner);
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < m; i++) {
       const j = idx[i] < 0 ? idx[i] + n : idx[i];
