@@ -71,6 +71,26 @@ test('classify --json with the bundled model labels Fashion-MNIST test images co
   assert.match(text.stdout, /fmnist-0\.png: Ankle boot \d+\.\d%, \S.* \d+\.\d%/);
 });
 
+test('eval vit: the bundled model\'s test accuracy (first 500 images), JSON and text; a non-Fashion-MNIST model is refused', async (t) => {
+  if (!hasBundled) return t.skip(`no bundled model at ${BUNDLED}`);
+  if (!(await fashionPngs(1))) return t.skip('Fashion-MNIST is not installed');
+  const r = vss('eval', 'vit', '--limit', '500', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as { model: string; accuracy: number; correct: number; total: number };
+  assert.equal(res.model, BUNDLED);
+  assert.equal(res.total, 500);
+  assert.equal(res.accuracy, res.correct / 500);
+  assert.ok(res.accuracy >= 0.9, `bundled model: ${res.correct}/500 correct`);
+
+  const text = vss('eval', 'vit', '--limit', '20');
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /vit-fmnist: test accuracy \d+\.\d\d% \(\d+\/20 Fashion-MNIST test images\)/);
+
+  const wrong = vss('eval', 'vit', '--model', GOLDEN_MODEL, '--limit', '20');
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /is not a Fashion-MNIST classifier \(3 channel\(s\), 32 px/);
+});
+
 test('explain vit writes a PNG: a row per head (+ mean), a column per layer (+ image), and the rollout', async (t) => {
   const model = hasBundled ? BUNDLED : GOLDEN_MODEL;
   const image = path.join(tmpDir, 'explain-in.png');

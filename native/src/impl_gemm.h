@@ -109,7 +109,10 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { scale_rows(C, ldc, M, N, beta); return; }
   const int nt = parallel ? num_threads() : 1;
-  const int64_t nc_max = imax<int64_t>(NR, (kBBudget / K) / NR * NR);
+  // Chunks of about equal width: a budget-sized chunk and a sliver (1216 + 64 columns at N = K = 1280)
+  // would pack A and run the tile loop again for a few panels.
+  const int64_t nc_budget = imax<int64_t>(NR, (kBBudget / K) / NR * NR);
+  const int64_t nc_max = round_up(ceil_div(N, ceil_div(N, nc_budget)), NR);
   const int64_t kc_max = imin<int64_t>(K, KC);
   for (int64_t jc = 0; jc < N; jc += nc_max) {
     const int64_t nc = imin(nc_max, N - jc);

@@ -6,6 +6,7 @@
  *   vss eval ddpm               one sampler setting: FID-FMNIST beside its floor, class accuracy, per class, s/sample
  *   vss eval sweep              the tables of DDIM steps × η vs DDPM-1000, and of CFG scale (Markdown, JSON, plots)
  *   vss eval vit-patches        ViT patch sizes compared in accuracy, speed and attention range (src/cli/vit_patches.ts)
+ *   vss eval vit                test accuracy of a ViT classifier (src/cli/vit.ts)
  *
  * The classifier's training lives under `eval` rather than `vss train`: it exists only for this harness, and
  * its export writes evaluation data (reference statistics, floors) that the other two commands read.
@@ -39,6 +40,7 @@ import { UserError } from './errors.js';
 import { intListOption, intOption, numberListOption, numberOption } from './options.js';
 import { addTrainingLoopOptions, locateRun, refuseExistingRun, runTraining, savedRunConfig } from './run_config.js';
 import { registerVitPatchesCommand } from './vit_patches.js';
+import { registerEvalVitCommand } from './vit.js';
 
 /** The classifier shipped with the repository (resolved from this file, so any working directory works). */
 export const DEFAULT_CLASSIFIER_DIR = fileURLToPath(new URL('../../../models/fmnist-eval-classifier', import.meta.url));
@@ -808,7 +810,7 @@ function checkSamples(samples: number, batch: number, numClasses = FASHION_MNIST
 }
 
 export function registerEvalCommands(program: Command): void {
-  const evalCmd = program.command('eval').description('measure Fashion-MNIST generators (FID-FMNIST with its floor, class accuracy, speed) and ViT patch sizes');
+  const evalCmd = program.command('eval').description('measure Fashion-MNIST generators (FID-FMNIST with its floor, class accuracy, speed), ViT classifiers and patch sizes');
   const classifierOption = () => new Option('--classifier <dir>', 'evaluation classifier folder').default(DEFAULT_CLASSIFIER_DIR, 'models/fmnist-eval-classifier');
 
   evalCmd
@@ -888,4 +890,5 @@ export function registerEvalCommands(program: Command): void {
     .action((flags: TrainClassifierFlags) => trainEvalClassifier(flags));
 
   registerVitPatchesCommand(evalCmd);
+  registerEvalVitCommand(evalCmd);
 }

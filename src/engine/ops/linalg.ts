@@ -92,9 +92,10 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   const x2 = contiguous(reshape(x.detach(), [R, I]));
   const W = operandOf(transpose(w.detach(), 0, 1)); // [in, out] view of w
   const out = emptyF32(R * O);
-  if (bias) {
-    const bd = toDense(bias);
-    for (let r = 0; r < R; r++) out.set(bd, r * O);
+  if (bias && out.length) {
+    // the bias in every row, the GEMM then accumulates onto it (beta = 1); doubling copies, not one per row
+    out.set(toDense(bias), 0);
+    for (let done = O; done < out.length; done *= 2) out.copyWithin(done, 0, Math.min(done, out.length - done));
   }
   if (out.length && I > 0) {
     K.gemm(false, W.trans, R, O, I, 1, toDense(x2), 'f32', I, 0, W.buf, W.dtype, W.ld, 0, bias ? 1 : 0, out, O, 0, 1);
