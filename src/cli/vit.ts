@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { Rng, type Tensor, backendName, fromTypedArray, noGrad } from '../engine/index.js';
-import { DataLoader, type Batch, FASHION_MNIST_CLASSES } from '../data/index.js';
+import { DataLoader, type Batch, type Dataset, FASHION_MNIST_CLASSES } from '../data/index.js';
 import { AdamW, CosineSchedule, EMA } from '../optim/index.js';
 import { ViTForImageClassification, attentionRollout, stemSide, stemStrides, type ViTConfig } from '../models/vit.js';
 import {
@@ -125,6 +125,16 @@ function runGridSide(c: Pick<VitRunConfig, 'stem' | 'stemStrides'>, patch: numbe
   return stemSide(28, stemStrides({ convStem: c.stem, convStemStrides: c.stemStrides ?? [] })) / patch;
 }
 
+/** Accuracy over the first `count` images of a test set (what training reports and `vss eval vit` measures). */
+async function testAccuracy(model: ViTForImageClassification, testSet: Dataset, count: number): Promise<{ accuracy: number; correct: number; total: number }> {
+  const loader = new DataLoader({ length: count, get: (i: number) => testSet.get(i) }, { batchSize: 500, shuffle: false });
+  try {
+    return await evaluateVit(model, () => loader.next());
+  } finally {
+    await loader.close();
+  }
+}
+
 /** The model a run config describes. */
 export function vitModelConfig(c: Pick<VitRunConfig, 'patch' | 'dim' | 'depth' | 'heads' | 'mlp' | 'stem' | 'stemStrides' | 'pos' | 'pool' | 'dropPath' | 'dropout'>): Partial<ViTConfig> {
   return {
@@ -191,15 +201,7 @@ export async function runVitTraining(config: VitRunConfig, o: VitTrainingOptions
   const schedule = new CosineSchedule({ lr: config.lr, warmupSteps: Math.min(config.warmup, Math.floor(config.steps / 5)), totalSteps: config.steps, minLr: config.lr / 100 });
   const ema = new EMA(model, { decay: config.emaDecay, warmup: true });
   const loader = new DataLoader(trainSet, { batchSize: config.batch, shuffle: true, seed: config.seed, dropLast: true, epochs: Infinity, workers: o.workers ?? 0 });
-  const testSubset = { length: evalCount, get: (i: number) => testSet.get(i) };
-  const evaluateWith = async (useEma: boolean) => {
-    const l = new DataLoader(testSubset, { batchSize: 500, shuffle: false });
-    try {
-      return await withEmaWeights(model, useEma ? ema : undefined, () => evaluateVit(model, () => l.next()));
-    } finally {
-      await l.close();
-    }
-  };
+  const evaluateWith = (useEma: boolean) => withEmaWeights(model, useEma ? ema : undefined, () => testAccuracy(model, testSet, evalCount));
 
   refuseExistingRun(out, resumeFrom, o.resumeHint);
   if (!resumeFrom) {
@@ -303,16 +305,10 @@ export async function evalVitTest(opts: { model?: string; data?: string; limit?:
     throw new UserError(`${folder} normalises with mean [${pre.mean}] / std [${pre.std}], not the 0.5 / 0.5 (pixels in [-1, 1]) of the dataset`);
   }
   const testSet = await openDataset('fashion-mnist', { split: 'test', data: opts.data });
-  const count = Math.min(testSet.length, opts.limit ?? testSet.length);
-  const loader = new DataLoader({ length: count, get: (i: number) => testSet.get(i) }, { batchSize: 500, shuffle: false });
   const t0 = performance.now();
-  try {
-    const r = await evaluateVit(model, () => loader.next());
-    const seconds = (performance.now() - t0) / 1000;
-    return { model: folder, ...r, seconds, imagesPerSecond: r.total / seconds };
-  } finally {
-    await loader.close();
-  }
+  const r = await testAccuracy(model, testSet, Math.min(testSet.length, opts.limit ?? testSet.length));
+  const seconds = (performance.now() - t0) / 1000;
+  return { model: folder, ...r, seconds, imagesPerSecond: r.total / seconds };
 }
 
 /** `vss eval vit`: registered under `vss eval` (src/cli/eval.ts). */

@@ -8,7 +8,7 @@ export type Storage = Float32Array | Uint16Array | Int32Array | BigInt64Array | 
 // zero fill of `new Float32Array(n)` was 6 % of a small ViT training step's `perf` samples.
 // VSS_POISON_EMPTY=1 fills them with NaN instead, so a test run under it shows any op that leaves an element
 // unwritten.
-const poisonEmpty = typeof process !== 'undefined' && process.env?.VSS_POISON_EMPTY === '1';
+const poisonEmpty = process.env.VSS_POISON_EMPTY === '1';
 const UNZEROED_MIN = 1024;   // below this the zero fill is cheaper than a separate ArrayBuffer
 
 /** A float32 buffer whose contents are unspecified: for outputs that a kernel overwrites in full. */
