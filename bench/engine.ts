@@ -12,12 +12,12 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { allCases, GROUPS, type Case, type Ctx, type Group } from './cases.js';
+import { allCases, GROUPS, type Case, type Ctx, type Group, type Prepared } from './cases.js';
 import {
   checkTorch, cpuInfo, prepareOpenBlas, runOpenBlas, TorchPeer, type PeerResult,
 } from './lib/peers.js';
 import { foreignCores, snapshot } from './lib/cpu.js';
-import { formatTime, spread, timeIt, type TimeOptions, type Timing } from './lib/timing.js';
+import { formatTime, median, spread, timeIt, type TimeOptions, type Timing } from './lib/timing.js';
 import { loadApi, loadVss, type EngineApi } from './lib/vss.js';
 import { loadTrainingApi, type TrainingApi } from './lib/training.js';
 
@@ -28,13 +28,15 @@ interface Args {
   backend: 'native' | 'js' | null;
   simd: 'avx512' | 'avx2' | 'portable' | null;
   json: string | null;
+  /** measure each row this many times, VSS and peer alternating which goes first */
+  rounds: number;
 }
 
 const USAGE = 'usage: node dist/bench/engine.js [--quick] [--only gemm|conv|attn|norm|dispatch|train|half[,...]] '
-  + '[--threads 1,2] [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]';
+  + '[--threads 1,2] [--rounds N] [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]';
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: new Set(GROUPS), threads: [1, 2], backend: null, simd: null, json: null };
+  const a: Args = { quick: false, only: new Set(GROUPS), threads: [1, 2], backend: null, simd: null, json: null, rounds: 1 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -66,6 +68,11 @@ function parseArgs(argv: string[]): Args {
         const v = value();
         if (v !== 'avx512' && v !== 'avx2' && v !== 'portable') throw new Error(`--simd must be avx512, avx2 or portable\n${USAGE}`);
         a.simd = v;
+        break;
+      }
+      case '--rounds': {
+        a.rounds = Number(value());
+        if (!Number.isInteger(a.rounds) || a.rounds < 1) throw new Error(`bad --rounds\n${USAGE}`);
         break;
       }
       case '--json': a.json = value(); break;
@@ -106,12 +113,30 @@ interface Row {
   params?: { vss: number | null; peer: number | null };
   /** VSS speed / peer speed = peer median / VSS median */
   ratio: number | null;
+  /** with --rounds > 1: each round's ratio (`ratio` compares the medians of the rounds' medians) */
+  round_ratios?: number[];
   load1: number;
   /** average number of cores other processes used while the row ran (null: unknown) */
   other_cores: number | null;
 }
 
 const CHECK_LIMIT = 1e-3;
+
+/**
+ * One side's timings over several rounds: the median of the rounds' medians, and in p10/p90 the lowest
+ * and highest round median (so ± shows how far the rounds disagree); one round keeps its own.
+ */
+function acrossRounds(rounds: Timing[]): Timing {
+  const medians = rounds.map((r) => r.median_s);
+  return {
+    reps: rounds.reduce((n, r) => n + r.reps, 0),
+    median_s: median(medians),
+    min_s: Math.min(...rounds.map((r) => r.min_s)),
+    max_s: Math.max(...rounds.map((r) => r.max_s)),
+    p10_s: rounds.length === 1 ? rounds[0]!.p10_s : Math.min(...medians),
+    p90_s: rounds.length === 1 ? rounds[0]!.p90_s : Math.max(...medians),
+  };
+}
 
 function rateOf(c: Case, t: Timing): number | null {
   if (c.flops) return c.flops / t.median_s / 1e9;
@@ -275,56 +300,85 @@ async function main(): Promise<void> {
       };
       const pids = torch?.pid !== undefined ? [torch.pid] : [];
       const before = snapshot(pids);
-      // VSS
+      // VSS and the peer are prepared once and timed in `args.rounds` rounds; odd rounds run the peer
+      // first, so that a slow spell of the shared machine does not always fall on the same side.
       let vssParams: number | null = null;
+      let vssPrepared: Prepared | null = null;
       if (ctx && vssThreadsOk) {
         try {
-          const prepared = c.vss(ctx);
-          vssParams = prepared.params ?? null;
-          const t = timeIt(prepared.run, opts);
-          const err = prepared.check ? prepared.check() : null;
-          row.vss = { ...t, rate: rateOf(c, t), check_rel_err: err };
+          vssPrepared = c.vss(ctx);
+          vssParams = vssPrepared.params ?? null;
         } catch (e) {
           row.vss_error = shortErr(e);
         }
       } else if (vss) {
         row.vss_error = 'thread count not settable';
       }
-      // peer
+      const vssRounds: Timing[] = [];
+      const timeVss = (): void => {
+        if (!vssPrepared || row.vss_error) return;
+        try {
+          vssRounds.push(timeIt(vssPrepared.run, opts));
+        } catch (e) {
+          row.vss_error = shortErr(e);
+        }
+      };
       let peerParams: number | null = null;
-      if (c.peer) {
-        let r: PeerResult | null = null;
+      let peerPrepared: Prepared | null = null;
+      const peerRounds: PeerResult[] = [];
+      const timePeer = async (): Promise<void> => {
+        if (!c.peer || row.peer_error) return;
         try {
           if (c.peer.kind === 'openblas' && blasBin) {
             row.peer_name = 'OpenBLAS';
             const o = runOpenBlas(blasBin, c.peer.arg, threads, cpu, opts);
             peerInfo[`openblas_${threads}`] = { core: o.core, threads: o.threads };
-            r = o.result;
+            peerRounds.push(o.result);
           } else if (c.peer.kind === 'torch' && torch) {
             row.peer_name = 'PyTorch';
-            r = await torch.run({ id: c.id, ...c.peer.spec, reps: opts.reps, min_time: opts.minTime, warmup: opts.warmup });
+            peerRounds.push(await torch.run({ id: c.id, ...c.peer.spec, reps: opts.reps, min_time: opts.minTime, warmup: opts.warmup }));
           } else if (c.peer.kind === 'vss' && ctx && vssThreadsOk) {
             row.peer_name = c.peer.name;
-            r = timeIt(c.peer.prepare(ctx).run, opts);
+            peerPrepared ??= c.peer.prepare(ctx);
+            peerRounds.push(timeIt(peerPrepared.run, opts));
           }
         } catch (e) {
           row.peer_error = shortErr(e);
         }
-        if (r) {
-          row.peer = {
-            reps: r.reps, median_s: r.median_s, min_s: r.min_s, max_s: r.max_s,
-            p10_s: r.p10_s ?? r.min_s, p90_s: r.p90_s ?? r.max_s, rate: rateOf(c, r),
-          };
-          if (r.max_rss_mib !== undefined) row.peer.max_rss_mib = r.max_rss_mib;
-          peerParams = r.params ?? null;
-        }
+      };
+      for (let round = 0; round < args.rounds; round++) {
+        if (round % 2 === 0) { timeVss(); await timePeer(); } else { await timePeer(); timeVss(); }
       }
-      if (row.vss && row.peer) row.ratio = row.peer.median_s / row.vss.median_s;
+      if (vssRounds.length && !row.vss_error) {
+        let err: number | null = null;
+        try {
+          err = vssPrepared!.check ? vssPrepared!.check() : null;
+        } catch (e) {
+          row.vss_error = shortErr(e);
+        }
+        const t = acrossRounds(vssRounds);
+        if (!row.vss_error) row.vss = { ...t, rate: rateOf(c, t), check_rel_err: err };
+      }
+      if (peerRounds.length && !row.peer_error) {
+        const t = acrossRounds(peerRounds.map((r) => ({ ...r, p10_s: r.p10_s ?? r.min_s, p90_s: r.p90_s ?? r.max_s })));
+        row.peer = { ...t, rate: rateOf(c, t) };
+        const rss = peerRounds.map((r) => r.max_rss_mib).filter((x): x is number => x !== undefined);
+        if (rss.length) row.peer.max_rss_mib = Math.max(...rss);
+        peerParams = peerRounds[0]!.params ?? null;
+      }
+      if (row.vss && row.peer) {
+        row.ratio = row.peer.median_s / row.vss.median_s;
+        if (args.rounds > 1) row.round_ratios = vssRounds.map((v, i) => peerRounds[i]!.median_s / v.median_s);
+      }
       if (vssParams !== null || peerParams !== null) row.params = { vss: vssParams, peer: peerParams };
       row.load1 = loadavg()[0]!;
       row.other_cores = foreignCores(before, snapshot(pids));
       rows.push(row);
       console.log(rowLine(row));
+      if (row.round_ratios) {
+        const rr = row.round_ratios;
+        console.log(`    rounds: ratio ${rr.map((x) => x.toFixed(2)).join(', ')} (range ${Math.min(...rr).toFixed(2)}–${Math.max(...rr).toFixed(2)})`);
+      }
       if (row.vss_error) console.log(`    VSS error: ${row.vss_error}`);
       if (row.peer_error) console.log(`    peer error: ${row.peer_error}`);
       if (row.params) console.log(`    ${paramsLine(row.params, row.peer_name ?? 'peer')}`);

@@ -6,7 +6,7 @@
  *   node dist/bench/summarize.js run1.json run2.json run3.json
  */
 import { readFileSync } from 'node:fs';
-import { formatTime } from './lib/timing.js';
+import { formatTime, median } from './lib/timing.js';
 
 interface RunRow {
   id: string;
@@ -33,12 +33,6 @@ interface Run {
   load_end: number[];
   rows: RunRow[];
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2]! : 0.5 * (s[n / 2 - 1]! + s[n / 2]!);
-};
 
 function rate(r: RunRow, t: number): string {
   const work = r.flops ?? r.bytes;

@@ -127,6 +127,28 @@ test('empty tensors flow through ops', () => {
   assert.deepEqual(v.cat([e, v.ones([2, 3])], 0).shape, [2, 3]);
 });
 
+test('attention on heads split from [B, L, H·D] by views: no copies in or out, same values as dense heads', () => {
+  const rng = new v.Rng(11);
+  const [B, L, H, d] = [2, 40, 4, 8];
+  const x = v.randn([B, L, H * d], { rng, requiresGrad: true });
+  const heads = x.reshape([B, L, H, d]).transpose(1, 2); // [B, H, L, d], strided
+  const out = v.scaledDotProductAttention(heads, heads, heads);
+  // the result lies as [B, L, H, d]: merging the heads back is a free view
+  assert.ok(out.transpose(1, 2).isContiguous(), 'output is not laid out token-major');
+  const dense = v.contiguous(heads.detach());
+  const ref = v.scaledDotProductAttention(dense, dense, dense);
+  const diff = out.sub(ref).abs().max().item();
+  assert.ok(diff < 1e-6, `strided and dense heads differ by ${diff}`);
+  const g = v.randn([B, L, H * d], { rng });
+  out.transpose(1, 2).reshape([B, L, H * d]).mul(g).sum().backward();
+  assert.ok(x.grad && x.grad.isContiguous());
+  const xd = x.detach().clone().requiresGrad_();
+  const hd = v.contiguous(xd.reshape([B, L, H, d]).transpose(1, 2));
+  v.contiguous(v.scaledDotProductAttention(hd, hd, hd).transpose(1, 2)).reshape([B, L, H * d]).mul(g).sum().backward();
+  const gdiff = x.grad!.sub(xd.grad!).abs().max().item();
+  assert.ok(gdiff < 1e-5, `gradients differ by ${gdiff}`);
+});
+
 test('native and JS backends agree on a small network, forward and backward', { skip: !v.nativeAvailable() && 'native addon not built' }, () => {
   const run = (backend: v.BackendName) => {
     v.setBackend(backend);

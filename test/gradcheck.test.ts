@@ -171,6 +171,16 @@ specs.push({
     vss.fromTypedArray(new Uint8Array([1, 1, 0, 1, 0, 1]), [2, 1, 1, 3], 'bool')],
   fn: (q, k, v, m) => vss.scaledDotProductAttention(q, k, v, { mask: m }),
 });
+specs.push({
+  // heads split from [B, L, H·D] projections by views: the kernels read and write them in place
+  name: 'scaledDotProductAttention (heads as views of [B, L, H·D], a key head shared by all)',
+  inputs: (r) => [randnT(r, [1, 3, 4]), randnT(r, [1, 4, 4]), randnT(r, [1, 1, 4, 2])],
+  fn: (x, y, v) => {
+    const heads = (t: Tensor) => t.reshape([1, t.shape[1], 2, 2]).transpose(1, 2);
+    const out = vss.scaledDotProductAttention(heads(x), heads(y), v.expand([1, 2, 4, 2]));
+    return out.transpose(1, 2).reshape([1, 3, 4]);
+  },
+});
 
 const seen = new Set<string>();
 specs.forEach((s, i) => {

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { BinaryOp, F32, Half, Kernels, UnaryOp, WeightDtype } from '../src/engine/backend/kernels.js';
+import type { AttnLayout, BinaryOp, F32, Half, Kernels, UnaryOp, WeightDtype } from '../src/engine/backend/kernels.js';
 import { BINARY_OPS, UNARY_OPS, convOutSize } from '../src/engine/backend/kernels.js';
 import { jsKernels } from '../src/engine/backend/js/index.js';
 import {
@@ -292,6 +292,83 @@ function crossCheck(path: string): void {
       check(g1[1], g2[1], `attention gk ${JSON.stringify(c)}`);
       check(g1[2], g2[2], `attention gv ${JSON.stringify(c)}`);
     }
+  });
+
+  test(`[${path}] attention in place on strided layouts: [B, L, H, n] rows with gaps, a head shared by all`, () => {
+    const GAP = 3;  // floats between consecutive tokens' rows; NaN in inputs, must stay untouched in outputs
+    const SENTINEL = 1234.5;
+    for (const c of ATTN_CASES) {
+      const { q, k, v, mask, mB, mH, mQ, scale } = attnInputs(c);
+      const BH = c.B * c.H;
+      const o = new Float32Array(BH * c.Lq * c.Dv), l = new Float32Array(BH * c.Lq);
+      ref.attention(q, k, v, c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, scale, c.causal, mask, mB, mH, mQ, o, l);
+      const gout = randn(o.length);
+      const g = [new Float32Array(q.length), new Float32Array(k.length), new Float32Array(v.length)];
+      ref.attentionBackward(q, k, v, o, l, gout, c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, scale, c.causal, mask, mB, mH, mQ,
+                            g[0], g[1], g[2]);
+      // token-major: (b, h, i) at b*L*(H*n+GAP) + h*n + i*(H*n+GAP)
+      const layout = (L: number, n: number): AttnLayout => [L * (c.H * n + GAP), n, c.H * n + GAP];
+      const at = (lay: AttnLayout, b: number, h: number, i: number) => b * lay[0] + h * lay[1] + i * lay[2];
+      const scatter = (x: F32 | null, L: number, n: number, fill: number): F32 => {
+        const lay = layout(L, n), out = new Float32Array(c.B * L * (c.H * n + GAP)).fill(fill);
+        if (x) for (let b = 0; b < c.B; b++) for (let h = 0; h < c.H; h++) for (let i = 0; i < L; i++)
+          for (let d = 0; d < n; d++) out[at(lay, b, h, i) + d] = x[((b * c.H + h) * L + i) * n + d];
+        return out;
+      };
+      const gatherChecked = (x: F32, L: number, n: number, what: string): F32 => {
+        const lay = layout(L, n), out = new Float32Array(BH * L * n), used = new Uint8Array(x.length);
+        for (let b = 0; b < c.B; b++) for (let h = 0; h < c.H; h++) for (let i = 0; i < L; i++)
+          for (let d = 0; d < n; d++) { out[((b * c.H + h) * L + i) * n + d] = x[at(lay, b, h, i) + d]; used[at(lay, b, h, i) + d] = 1; }
+        x.forEach((val, j) => { if (!used[j]) assert.equal(val, SENTINEL, `${what}: wrote outside its layout at ${j}`); });
+        return out;
+      };
+      const layouts = { q: layout(c.Lq, c.D), k: layout(c.Lk, c.D), v: layout(c.Lk, c.Dv), out: layout(c.Lq, c.Dv) };
+      const gradLayouts = { ...layouts, gout: layout(c.Lq, c.Dv), gq: layout(c.Lq, c.D), gk: layout(c.Lk, c.D), gv: layout(c.Lk, c.Dv) };
+      const qs = scatter(q, c.Lq, c.D, NaN), ks = scatter(k, c.Lk, c.D, NaN), vs = scatter(v, c.Lk, c.Dv, NaN);
+      const gos = scatter(gout, c.Lq, c.Dv, NaN);
+      for (const [name, kern] of [['native', nk], ['js', ref]] as const) {
+        const what = `${name} strided attention ${JSON.stringify(c)}`;
+        const os = scatter(null, c.Lq, c.Dv, SENTINEL), ls = new Float32Array(BH * c.Lq).fill(NaN);
+        kern.attention(qs, ks, vs, c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, scale, c.causal, mask, mB, mH, mQ, os, ls, layouts);
+        check(gatherChecked(os, c.Lq, c.Dv, `${what} out`), o, `${what} out`);
+        check(ls, l, `${what} lse`);
+        const gqs = scatter(null, c.Lq, c.D, SENTINEL), gks = scatter(null, c.Lk, c.D, SENTINEL);
+        const gvs = scatter(null, c.Lk, c.Dv, SENTINEL);
+        kern.attentionBackward(qs, ks, vs, os, ls, gos, c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, scale, c.causal, mask, mB, mH, mQ,
+                               gqs, gks, gvs, gradLayouts);
+        check(gatherChecked(gqs, c.Lq, c.D, `${what} gq`), g[0], `${what} gq`);
+        check(gatherChecked(gks, c.Lk, c.D, `${what} gk`), g[1], `${what} gk`);
+        check(gatherChecked(gvs, c.Lk, c.Dv, `${what} gv`), g[2], `${what} gv`);
+      }
+    }
+    // one key/value head read by every query head (head stride 0), against the dense broadcast
+    const c = { B: 2, H: 3, Lq: 40, Lk: 36, D: 8, Dv: 8 };
+    const q = randn(c.B * c.H * c.Lq * c.D), k1 = randn(c.B * c.Lk * c.D), v1 = randn(c.B * c.Lk * c.Dv);
+    const expand = (x: F32, L: number, n: number) => {
+      const out = new Float32Array(c.B * c.H * L * n);
+      for (let b = 0; b < c.B; b++) for (let h = 0; h < c.H; h++) out.set(x.subarray(b * L * n, (b + 1) * L * n), ((b * c.H + h) * L) * n);
+      return out;
+    };
+    const o1 = new Float32Array(c.B * c.H * c.Lq * c.Dv), l1 = new Float32Array(c.B * c.H * c.Lq);
+    const o2 = new Float32Array(o1.length), l2 = new Float32Array(l1.length);
+    ref.attention(q, expand(k1, c.Lk, c.D), expand(v1, c.Lk, c.Dv), c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, 0.3, false, null, 0, 0, 0, o1, l1);
+    const dense = (L: number, n: number): AttnLayout => [c.H * L * n, L * n, n];
+    nk.attention(q, k1, v1, c.B, c.H, c.Lq, c.Lk, c.D, c.Dv, 0.3, false, null, 0, 0, 0, o2, l2,
+                 { q: dense(c.Lq, c.D), k: [c.Lk * c.D, 0, c.D], v: [c.Lk * c.Dv, 0, c.Dv], out: dense(c.Lq, c.Dv) });
+    check(o2, o1, 'attention with a shared key/value head');
+  });
+
+  test(`[${path}] attention refuses output layouts that overlap or overrun their buffer`, () => {
+    const c = { B: 2, H: 2, L: 5, n: 4 };
+    const x = randn(c.B * c.H * c.L * c.n), lse = new Float32Array(c.B * c.H * c.L);
+    const dense: AttnLayout = [c.H * c.L * c.n, c.L * c.n, c.n];
+    const call = (outLayout: AttnLayout, out: F32) => nk.attention(x, x, x, c.B, c.H, c.L, c.L, c.n, c.n, 0.5, false, null, 0, 0, 0,
+      out, lse, { q: dense, k: dense, v: dense, out: outLayout });
+    assert.throws(() => call([c.L * c.n, 0, c.n], new Float32Array(x.length)), /out: layout overlaps itself/);
+    assert.throws(() => call([c.H * c.L * c.n, c.L * c.n, 2], new Float32Array(x.length)), /out: layout overlaps itself/);
+    assert.throws(() => call([c.L * (c.H * c.n + 1), c.n, c.H * c.n + 1], new Float32Array(x.length)), /out too short/);
+    assert.throws(() => nk.attention(x.subarray(1), x, x, c.B, c.H, c.L, c.L, c.n, c.n, 0.5, false, null, 0, 0, 0,
+      new Float32Array(x.length), lse, { q: dense, k: dense, v: dense, out: dense }), /q too short/);
   });
 
   test(`[${path}] layerNorm / groupNorm, forward and backward`, () => {

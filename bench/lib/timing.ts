@@ -31,12 +31,17 @@ function nowS(): number {
   return Number(process.hrtime.bigint()) * 1e-9;
 }
 
+/** The median (NaN for no values). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b), n = s.length;
+  return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2]! : 0.5 * (s[n / 2 - 1]! + s[n / 2]!);
+}
+
 export function summarize(samples: number[]): Timing {
   const s = [...samples].sort((a, b) => a - b);
   const n = s.length;
-  const median = n % 2 ? s[(n - 1) / 2]! : 0.5 * (s[n / 2 - 1]! + s[n / 2]!);
   const cut = n > 10 ? Math.floor((n - 1) / 10) : 0; // the 10th / 90th percentiles, rounded outwards
-  return { reps: n, median_s: median, min_s: s[0]!, max_s: s[n - 1]!, p10_s: s[cut]!, p90_s: s[n - 1 - cut]! };
+  return { reps: n, median_s: median(s), min_s: s[0]!, max_s: s[n - 1]!, p10_s: s[cut]!, p90_s: s[n - 1 - cut]! };
 }
 
 export function timeIt(fn: () => void, o: TimeOptions): Timing {

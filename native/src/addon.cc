@@ -5,11 +5,14 @@
 // byteOffset), and shapes/strides arrive packed in one Float64Array.
 #include <node_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
+#include <utility>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -123,6 +126,8 @@ const char* self_test(const KernelTable* t) {
   float lse1[40], lse2[40];
   at.q = A; at.k = B; at.v = A + 1000; at.B = 1; at.H = 1; at.Lq = 40; at.Lk = 37; at.D = 20; at.Dv = 19;
   at.scale = 0.3f;
+  at.sq = dense_layout(1, 40, 20); at.sk = dense_layout(1, 37, 20); at.sv = dense_layout(1, 37, 19);
+  at.so = dense_layout(1, 40, 19);
   at.o = C1; at.l = lse1; t->attention(at);
   at.o = C2; at.l = lse2; p->attention(at);
   if (rel_err(C1, C2, 40 * 19) > 1e-5 || rel_err(lse1, lse2, 40) > 1e-5) return "attention";
@@ -401,12 +406,14 @@ napi_value Conv2dBwdWeight(napi_env env, napi_callback_info info) {
   return guarded(env, [&] { g_table->conv2d_bwd_weight(c); });
 }
 
-// Attention meta: [B, H, Lq, Lk, D, Dv, scale, causal, mB, mH, mQ]
+// Attention meta: [B, H, Lq, Lk, D, Dv, scale, causal, mB, mH, mQ], then optionally the layouts
+// (b, h, l strides) of q, k, v, out, gout, gq, gk, gv: 24 more; without them every operand is dense.
+constexpr size_t kAttnMeta = 11, kAttnMetaLayouts = kAttnMeta + 24;
 bool attn_meta(Args& a, size_t i, AttnArgs& t) {
   size_t len = 0;
   double* m = a.f64(i, &len);
   if (a.failed) return false;
-  if (len < 11) { a.fail("attention: meta too short", true); return false; }
+  if (len != kAttnMeta && len != kAttnMetaLayouts) { a.fail("attention: meta needs 11 or 35 entries", true); return false; }
   t.B = (int64_t)m[0]; t.H = (int64_t)m[1]; t.Lq = (int64_t)m[2]; t.Lk = (int64_t)m[3];
   t.D = (int64_t)m[4]; t.Dv = (int64_t)m[5]; t.scale = (float)m[6]; t.causal = m[7] != 0;
   t.mB = (int64_t)m[8]; t.mH = (int64_t)m[9]; t.mQ = (int64_t)m[10];
@@ -414,12 +421,45 @@ bool attn_meta(Args& a, size_t i, AttnArgs& t) {
     a.fail("attention: bad sizes", true);
     return false;
   }
+  AttnLayout* layouts[8] = {&t.sq, &t.sk, &t.sv, &t.so, &t.sgo, &t.sgq, &t.sgk, &t.sgv};
+  const int64_t rows[8] = {t.Lq, t.Lk, t.Lk, t.Lq, t.Lq, t.Lq, t.Lk, t.Lk};
+  const int64_t width[8] = {t.D, t.D, t.Dv, t.Dv, t.Dv, t.D, t.D, t.Dv};
+  for (int j = 0; j < 8; j++) {
+    if (len == kAttnMeta) { *layouts[j] = dense_layout(t.H, rows[j], width[j]); continue; }
+    const double* s = m + kAttnMeta + 3 * j;
+    if (s[0] < 0 || s[1] < 0 || s[2] < 0) { a.fail("attention: negative layout stride", true); return false; }
+    *layouts[j] = {(int64_t)s[0], (int64_t)s[1], (int64_t)s[2]};
+  }
   return true;
 }
+// Elements an operand of layout s with L rows of n spans (0 when it is empty).
+double attn_extent(const AttnArgs& t, const AttnLayout& s, int64_t L, int64_t n) {
+  if (t.B == 0 || t.H == 0 || L == 0 || n == 0) return 0;
+  return (double)(t.B - 1) * s.b + (double)(t.H - 1) * s.h + (double)(L - 1) * s.l + n;
+}
+// An output's layout must give every element its own place: threads write different heads at once.
+bool attn_disjoint(const AttnArgs& t, const AttnLayout& s, int64_t L, int64_t n) {
+  std::pair<int64_t, int64_t> dims[3] = {{s.b, t.B}, {s.h, t.H}, {s.l, L}};  // (stride, size)
+  std::sort(dims, dims + 3);
+  double span = (double)n;
+  for (auto [stride, size] : dims) {
+    if (size <= 1) continue;
+    if ((double)stride < span) return false;
+    span += (double)stride * (size - 1);
+  }
+  return true;
+}
+bool attn_output(Args& a, const AttnArgs& t, const AttnLayout& s, int64_t L, int64_t n, size_t len, const char* what) {
+  if (!attn_disjoint(t, s, L, n)) {
+    a.fail((std::string(what) + ": layout overlaps itself").c_str(), true);
+    return false;
+  }
+  return a.need(len, attn_extent(t, s, L, n), (std::string(what) + " too short").c_str());
+}
 bool attn_check(Args& a, const AttnArgs& t, size_t lq, size_t lk, size_t lv, size_t lm) {
-  const double BH = (double)t.B * t.H;
-  if (!a.need(lq, BH * t.Lq * t.D, "attention: q too short") || !a.need(lk, BH * t.Lk * t.D, "attention: k too short") ||
-      !a.need(lv, BH * t.Lk * t.Dv, "attention: v too short"))
+  if (!a.need(lq, attn_extent(t, t.sq, t.Lq, t.D), "attention: q too short") ||
+      !a.need(lk, attn_extent(t, t.sk, t.Lk, t.D), "attention: k too short") ||
+      !a.need(lv, attn_extent(t, t.sv, t.Lk, t.Dv), "attention: v too short"))
     return false;
   if (t.mask && t.B > 0 && t.H > 0 && t.Lq > 0 && t.Lk > 0 &&
       !a.need(lm, (double)(t.B - 1) * t.mB + (double)(t.H - 1) * t.mH + (double)(t.Lq - 1) * t.mQ + t.Lk,
@@ -438,8 +478,8 @@ napi_value Attention(napi_env env, napi_callback_info info) {
   t.mask = a.f32_or_null(3, &lm);
   t.o = a.f32(4, &lo); t.l = a.f32(5, &ll);
   if (!attn_check(a, t, lq, lk, lv, lm)) return nullptr;
-  const double BH = (double)t.B * t.H;
-  if (!a.need(lo, BH * t.Lq * t.Dv, "attention: out too short") || !a.need(ll, BH * t.Lq, "attention: lse too short"))
+  if (!attn_output(a, t, t.so, t.Lq, t.Dv, lo, "attention: out") ||
+      !a.need(ll, (double)t.B * t.H * t.Lq, "attention: lse too short"))
     return nullptr;
   return guarded(env, [&] { g_table->attention(t); });
 }
@@ -455,13 +495,12 @@ napi_value AttentionBwd(napi_env env, napi_callback_info info) {
   t.mask = a.f32_or_null(6, &lm);
   t.gq = a.f32(7, &lgq); t.gk = a.f32(8, &lgk); t.gv = a.f32(9, &lgv);
   if (!attn_check(a, t, lq, lk, lv, lm)) return nullptr;
-  const double BH = (double)t.B * t.H;
-  if (!a.need(lo, BH * t.Lq * t.Dv, "attentionBackward: out too short") ||
-      !a.need(ll, BH * t.Lq, "attentionBackward: lse too short") ||
-      !a.need(lg, BH * t.Lq * t.Dv, "attentionBackward: gout too short") ||
-      !a.need(lgq, BH * t.Lq * t.D, "attentionBackward: gq too short") ||
-      !a.need(lgk, BH * t.Lk * t.D, "attentionBackward: gk too short") ||
-      !a.need(lgv, BH * t.Lk * t.Dv, "attentionBackward: gv too short"))
+  if (!a.need(lo, attn_extent(t, t.so, t.Lq, t.Dv), "attentionBackward: out too short") ||
+      !a.need(ll, (double)t.B * t.H * t.Lq, "attentionBackward: lse too short") ||
+      !a.need(lg, attn_extent(t, t.sgo, t.Lq, t.Dv), "attentionBackward: gout too short") ||
+      !attn_output(a, t, t.sgq, t.Lq, t.D, lgq, "attentionBackward: gq") ||
+      !attn_output(a, t, t.sgk, t.Lk, t.D, lgk, "attentionBackward: gk") ||
+      !attn_output(a, t, t.sgv, t.Lk, t.Dv, lgv, "attentionBackward: gv"))
     return nullptr;
   return guarded(env, [&] { g_table->attention_bwd(t); });
 }

@@ -38,13 +38,20 @@ struct ConvArgs {
   int64_t N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups;
 };
 
+// Where row i of (batch b, head h) of an attention operand starts: b*b + h*h + i*l elements in (its
+// last dim is dense). Dense [B, H, L, n] is {H*L*n, L*n, n}; the [B, L, H, n] a linear layer produces
+// before the heads are split is {L*H*n, n, H*n}, which the kernels read in place.
+struct AttnLayout { int64_t b, h, l; };
+static inline AttnLayout dense_layout(int64_t H, int64_t L, int64_t n) { return {H * L * n, L * n, n}; }
+
 struct AttnArgs {
   const float *q, *k, *v, *mask, *out, *lse, *gout;
-  float *o, *l;             // forward outputs (out, lse)
+  float *o, *l;             // forward outputs (out, lse); lse is dense [B, H, Lq]
   float *gq, *gk, *gv;      // backward outputs
   int64_t B, H, Lq, Lk, D, Dv, mB, mH, mQ;
   float scale;
   bool causal;
+  AttnLayout sq, sk, sv, so, sgo, sgq, sgk, sgv;   // of q, k, v, o (= out), gout, gq, gk, gv
 };
 
 // Up to rank 8 after coalescing; strides in elements (may be 0).

@@ -30,6 +30,9 @@ static inline void pack_all(const float* src, int64_t ld, bool kmajor, int64_t r
 }
 static inline int64_t panels_size(int64_t rows, int64_t depth, int R) { return ceil_div(rows, R) * R * depth; }
 
+// Offset of (batch b, head h)'s first row in an operand of layout s.
+static inline int64_t head_at(const AttnLayout& s, int64_t b, int64_t h) { return b * s.b + h * s.h; }
+
 constexpr int64_t TQ = ((64 + NR - 1) / NR) * NR;      // query tile (lanes) in the Sᵀ orientation
 constexpr int64_t TK = ((128 + MR - 1) / MR) * MR;     // key tile (rows) in the Sᵀ orientation
 constexpr int64_t TK1 = ((64 + NR - 1) / NR) * NR;     // key tile (lanes) in the S orientation
@@ -58,11 +61,11 @@ static inline bool attn_is_small(const AttnArgs& a) { return a.Lq <= kSmallAttn 
 // Kᵀ of one (batch, head), [D][Lkp] with Lkp = Lk rounded up to whole vectors (zeros past Lk): a score
 // row is then Σ_d q[d]·Kᵀ[d] in a few vector accumulators, no horizontal sums.
 static inline int64_t attn_small_lkp(const AttnArgs& a) { return round_up(a.Lk, W); }
-static inline float* attn_small_kt(const AttnArgs& a, const float* K) {
+static inline float* attn_small_kt(const AttnArgs& a, const float* K, int64_t ldk) {
   const int64_t Lkp = attn_small_lkp(a);
   float* kt = static_cast<float*>(scratch(SLOT_OP5, (size_t)(a.D * Lkp) * sizeof(float)));
   for (int64_t d = 0; d < a.D; d++) {
-    for (int64_t k = 0; k < a.Lk; k++) kt[d * Lkp + k] = K[k * a.D + d];
+    for (int64_t k = 0; k < a.Lk; k++) kt[d * Lkp + k] = K[k * ldk + d];
     for (int64_t k = a.Lk; k < Lkp; k++) kt[d * Lkp + k] = 0.0f;
   }
   return kt;
@@ -105,29 +108,69 @@ static inline float attn_small_exp(float* s, int64_t n, float m) {
   return vhsum(acc);
 }
 
+// out[0, n) = inv · Σ_k p[k] · V[k*ldv + d], summed over k in order in registers, 4 vectors of d at a
+// time: accumulating in `out` itself would put a store-to-load round trip on every step of the sum.
+static inline void attn_small_pv(const float* p, int64_t Lk, const float* Vv, int64_t ldv, int64_t n, float inv,
+                                 float* out) {
+  const V vinv = vset1(inv);
+  int64_t d0 = 0;
+  for (; d0 + 4 * W <= n; d0 += 4 * W) {
+    V a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+    for (int64_t k = 0; k < Lk; k++) {
+      if (p[k] == 0.0f) continue;
+      const V vp = vset1(p[k]);
+      const float* vr = Vv + k * ldv + d0;
+      a0 = vfma(vp, vload(vr), a0); a1 = vfma(vp, vload(vr + W), a1);
+      a2 = vfma(vp, vload(vr + 2 * W), a2); a3 = vfma(vp, vload(vr + 3 * W), a3);
+    }
+    vstore(out + d0, vmul(a0, vinv)); vstore(out + d0 + W, vmul(a1, vinv));
+    vstore(out + d0 + 2 * W, vmul(a2, vinv)); vstore(out + d0 + 3 * W, vmul(a3, vinv));
+  }
+  for (; d0 < n; d0 += W) {
+    const int m = (int)imin<int64_t>(W, n - d0);
+    V acc = vzero();
+    for (int64_t k = 0; k < Lk; k++)
+      if (p[k] != 0.0f) acc = vfma(vset1(p[k]), vload_n(Vv + k * ldv + d0, m), acc);
+    vstore_n(out + d0, vmul(acc, vinv), m);
+  }
+}
+
+// One head's rows of an operand as a dense [L][n] block: the operand itself when its rows are adjacent,
+// else a copy in buf. The short-sequence loops below then always run over unit-stride rows (reading a
+// [B, L, H, n] layout in place made them up to 2x slower).
+static inline const float* dense_rows(const float* p, int64_t ld, int64_t L, int64_t n, float* buf) {
+  if (ld == n) return p;
+  for (int64_t i = 0; i < L; i++) __builtin_memcpy(buf + i * n, p + i * ld, (size_t)n * sizeof(float));
+  return buf;
+}
+static inline void scatter_rows(const float* src, int64_t L, int64_t n, float* p, int64_t ld) {
+  if (src == p) return;
+  for (int64_t i = 0; i < L; i++) __builtin_memcpy(p + i * ld, src + i * n, (size_t)n * sizeof(float));
+}
+
 static void attn_forward_small(const AttnArgs& a) {
   const int64_t D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
   par_range(a.B * a.H, Lq * Lk * (D + Dv), [&](int64_t bh0, int64_t bh1) {
+    float* vbuf = static_cast<float*>(scratch(SLOT_OP6, (size_t)(Lk * Dv + 16) * sizeof(float)));
     for (int64_t bh = bh0; bh < bh1; bh++) {
       const int64_t b = bh / a.H, h = bh % a.H;
-      const float* Q = a.q + bh * Lq * D;
-      const float* K = a.k + bh * Lk * D;
-      const float* Vv = a.v + bh * Lk * Dv;
+      const float* Q = a.q + head_at(a.sq, b, h);
+      const float* Vv = dense_rows(a.v + head_at(a.sv, b, h), a.sv.l, Lk, Dv, vbuf);
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
-      const float* kt = attn_small_kt(a, K);
+      const float* kt = attn_small_kt(a, a.k + head_at(a.sk, b, h), a.sk.l);
+      const int64_t ldq = a.sq.l, ldo = a.so.l;
+      float* O = a.o + head_at(a.so, b, h);
       for (int64_t q = 0; q < Lq; q++) {
         alignas(64) float s[kSmallAttn + 16];
-        const float mx = attn_small_scores(a, Q + q * D, kt, mrow, q, s);
-        float* out = a.o + (bh * Lq + q) * Dv;
-        for (int64_t d = 0; d < Dv; d++) out[d] = 0.0f;
-        if (mx == -__builtin_inff()) { a.l[bh * Lq + q] = -__builtin_inff(); continue; }
-        const float l = attn_small_exp(s, Lk, mx);
-        for (int64_t k = 0; k < Lk; k++) {
-          const float p = s[k];
-          if (p != 0.0f) for (int64_t d = 0; d < Dv; d++) out[d] += p * Vv[k * Dv + d];
+        const float mx = attn_small_scores(a, Q + q * ldq, kt, mrow, q, s);
+        float* out = O + q * ldo;
+        if (mx == -__builtin_inff()) {
+          for (int64_t d = 0; d < Dv; d++) out[d] = 0.0f;
+          a.l[bh * Lq + q] = -__builtin_inff();
+          continue;
         }
-        const float inv = 1.0f / l;
-        for (int64_t d = 0; d < Dv; d++) out[d] *= inv;
+        const float l = attn_small_exp(s, Lk, mx);
+        attn_small_pv(s, Lk, Vv, Dv, Dv, 1.0f / l, out);
         a.l[bh * Lq + q] = mx + __builtin_logf(l);
       }
     }
@@ -137,21 +180,29 @@ static void attn_forward_small(const AttnArgs& a) {
 static void attn_backward_small(const AttnArgs& a) {
   const int64_t D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
   par_range(a.B * a.H, 3 * Lq * Lk * (D + Dv), [&](int64_t bh0, int64_t bh1) {
+    // dense copies of a head's operands and gradients, where their layouts need them
+    const int64_t nq = Lq * D, nk = Lk * D, nv = Lk * Dv, no = Lq * Dv;
+    float* buf = static_cast<float*>(scratch(SLOT_OP6, (size_t)(2 * nq + 2 * nk + 2 * nv + 2 * no + 16) * sizeof(float)));
+    float *bq = buf, *bk = bq + nq, *bv = bk + nk, *bo = bv + nv, *bdo = bo + no, *bgq = bdo + no, *bgk = bgq + nq,
+          *bgv = bgk + nk;
     for (int64_t bh = bh0; bh < bh1; bh++) {
       const int64_t b = bh / a.H, h = bh % a.H;
-      const float* Q = a.q + bh * Lq * D;
-      const float* K = a.k + bh * Lk * D;
-      const float* Vv = a.v + bh * Lk * Dv;
-      const float* O = a.out + bh * Lq * Dv;
-      const float* dO = a.gout + bh * Lq * Dv;
+      const float* Q = dense_rows(a.q + head_at(a.sq, b, h), a.sq.l, Lq, D, bq);
+      const float* K = dense_rows(a.k + head_at(a.sk, b, h), a.sk.l, Lk, D, bk);
+      const float* Vv = dense_rows(a.v + head_at(a.sv, b, h), a.sv.l, Lk, Dv, bv);
+      const float* O = dense_rows(a.out + head_at(a.so, b, h), a.so.l, Lq, Dv, bo);
+      const float* dO = dense_rows(a.gout + head_at(a.sgo, b, h), a.sgo.l, Lq, Dv, bdo);
       const float* lse = a.lse + bh * Lq;
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
-      float* gq = a.gq + bh * Lq * D;
-      float* gk = a.gk + bh * Lk * D;
-      float* gv = a.gv + bh * Lk * Dv;
+      float* gq_out = a.gq + head_at(a.sgq, b, h);
+      float* gk_out = a.gk + head_at(a.sgk, b, h);
+      float* gv_out = a.gv + head_at(a.sgv, b, h);
+      float* gq = a.sgq.l == D ? gq_out : bgq;
+      float* gk = a.sgk.l == D ? gk_out : bgk;
+      float* gv = a.sgv.l == Dv ? gv_out : bgv;
       for (int64_t i = 0; i < Lk * D; i++) gk[i] = 0.0f;
       for (int64_t i = 0; i < Lk * Dv; i++) gv[i] = 0.0f;
-      const float* kt = attn_small_kt(a, K);
+      const float* kt = attn_small_kt(a, K, D);
       for (int64_t q = 0; q < Lq; q++) {
         float* gqr = gq + q * D;
         for (int64_t d = 0; d < D; d++) gqr[d] = 0.0f;
@@ -173,6 +224,9 @@ static void attn_backward_small(const AttnArgs& a) {
           for (int64_t d = 0; d < D; d++) { gqr[d] += ds * Kk[d]; gkk[d] += ds * Qq[d]; }
         }
       }
+      scatter_rows(gq, Lq, D, gq_out, a.sgq.l);
+      scatter_rows(gk, Lk, D, gk_out, a.sgk.l);
+      scatter_rows(gv, Lk, Dv, gv_out, a.sgv.l);
     }
   });
 }
@@ -189,10 +243,10 @@ static void attn_forward(const AttnArgs& a) {
     const int64_t gn = imin(group, BH - g0);
     float* shared = static_cast<float*>(scratch(SLOT_OP0, (size_t)(gn * per_bh + 16) * sizeof(float)));
     auto prepack = [&](int64_t t, int) {
-      const int64_t bh = g0 + t / 2;
+      const int64_t bh = g0 + t / 2, b = bh / a.H, h = bh % a.H;
       float* KA = shared + (t / 2) * per_bh;
-      if (t % 2 == 0) pack_all<MR>(a.k + bh * Lk * D, D, false, Lk, D, KA);
-      else pack_all<MR>(a.v + bh * Lk * Dv, Dv, true, Dv, Lk, KA + panels_size(Lk, D, MR));
+      if (t % 2 == 0) pack_all<MR>(a.k + head_at(a.sk, b, h), a.sk.l, false, Lk, D, KA);
+      else pack_all<MR>(a.v + head_at(a.sv, b, h), a.sv.l, true, Dv, Lk, KA + panels_size(Lk, D, MR));
     };
     par_for(gn * 2, prepack);
 
@@ -202,14 +256,14 @@ static void attn_forward(const AttnArgs& a) {
       const int nq = (int)imin<int64_t>(TQ, Lq - q0);
       const float* KA = shared + bhl * per_bh;
       const float* VtA = KA + panels_size(Lk, D, MR);
-      const float* Q = a.q + bh * Lq * D;
+      const float* Q = a.q + head_at(a.sq, b, h);
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
       // per-task buffers: QtB [TQ/NR][D][NR], ST [TQ/NR][TK][NR], OT [Dv][TQ], m, l [TQ]
       const int64_t szQ = TQ * D, szS = TQ * TK, szO = Dv * TQ;
       float* buf = static_cast<float*>(scratch(SLOT_OP4, (size_t)(szQ + szS + szO + 2 * TQ) * sizeof(float)));
       float *QtB = buf, *ST = QtB + szQ, *OT = ST + szS, *M = OT + szO, *L = M + TQ;
       for (int64_t p = 0; p * NR < nq; p++)
-        pack_panel<NR>(Q, DT_F32, D, false, q0 + p * NR, (int)imin<int64_t>(NR, nq - p * NR), 0, D, QtB + p * D * NR);
+        pack_panel<NR>(Q, DT_F32, a.sq.l, false, q0 + p * NR, (int)imin<int64_t>(NR, nq - p * NR), 0, D, QtB + p * D * NR);
       for (int64_t i = 0; i < TQ; i++) { M[i] = -__builtin_inff(); L[i] = 0.0f; }
       for (int64_t i = 0; i < szO; i++) OT[i] = 0.0f;
       const int64_t kend = a.causal ? imin<int64_t>(Lk, q0 + nq) : Lk;
@@ -256,12 +310,12 @@ static void attn_forward(const AttnArgs& a) {
         }
         mm_panels(Dv, nq, nk, VtA + k0 * MR, Lk * MR, ST, TK * NR, OT, TQ, NR, 1.0f, 1.0f);
       }
-      float* out = a.o + (bh * Lq + q0) * Dv;
+      float* out = a.o + head_at(a.so, b, h) + q0 * a.so.l;
       float* lse = a.l + bh * Lq + q0;
       for (int q = 0; q < nq; q++) {
         const float l = L[q];
         const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        for (int64_t d = 0; d < Dv; d++) out[q * Dv + d] = OT[d * TQ + q] * inv;
+        for (int64_t d = 0; d < Dv; d++) out[q * a.so.l + d] = OT[d * TQ + q] * inv;
         lse[q] = l > 0.0f ? M[q] + __builtin_logf(l) : -__builtin_inff();
       }
     };
@@ -273,9 +327,12 @@ static void attn_backward(const AttnArgs& a) {
   const int64_t BH = a.B * a.H, D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
   if (BH <= 0) return;
   if (Lq <= 0 || Lk <= 0) {
-    for (int64_t i = 0; i < BH * Lq * D; i++) a.gq[i] = 0.0f;
-    for (int64_t i = 0; i < BH * Lk * D; i++) a.gk[i] = 0.0f;
-    for (int64_t i = 0; i < BH * Lk * Dv; i++) a.gv[i] = 0.0f;
+    auto zero = [&](float* p, const AttnLayout& s, int64_t L, int64_t n) {
+      for (int64_t bh = 0; bh < BH; bh++)
+        for (int64_t i = 0; i < L; i++)
+          for (int64_t d = 0; d < n; d++) p[head_at(s, bh / a.H, bh % a.H) + i * s.l + d] = 0.0f;
+    };
+    zero(a.gq, a.sgq, Lq, D); zero(a.gk, a.sgk, Lk, D); zero(a.gv, a.sgv, Lk, Dv);
     return;
   }
   if (attn_is_small(a)) { attn_backward_small(a); return; }
@@ -298,23 +355,23 @@ static void attn_backward(const AttnArgs& a) {
       return P;
     };
     auto prepack = [&](int64_t t, int) {
-      const int64_t bhl = t / 8, bh = g0 + bhl;
+      const int64_t bhl = t / 8, bh = g0 + bhl, b = bh / a.H, h = bh % a.H;
       const Packs P = packs(bhl);
-      const float* Q = a.q + bh * Lq * D;
-      const float* K = a.k + bh * Lk * D;
-      const float* Vv = a.v + bh * Lk * Dv;
-      const float* dO = a.gout + bh * Lq * Dv;
+      const float* Q = a.q + head_at(a.sq, b, h);
+      const float* K = a.k + head_at(a.sk, b, h);
+      const float* Vv = a.v + head_at(a.sv, b, h);
+      const float* dO = a.gout + head_at(a.sgo, b, h);
       switch (t % 8) {
-        case 0: pack_all<MR>(Q, D, false, Lq, D, P.QA); break;
-        case 1: pack_all<MR>(dO, Dv, false, Lq, Dv, P.dOP); break;
-        case 2: pack_all<MR>(dO, Dv, true, Dv, Lq, P.dOtA); break;
-        case 3: pack_all<MR>(Q, D, true, D, Lq, P.QtA); break;
-        case 4: pack_all<MR>(K, D, false, Lk, D, P.KA); break;
-        case 5: pack_all<MR>(Vv, Dv, false, Lk, Dv, P.VA); break;
-        case 6: pack_all<MR>(K, D, true, D, Lk, P.KtA); break;
+        case 0: pack_all<MR>(Q, a.sq.l, false, Lq, D, P.QA); break;
+        case 1: pack_all<MR>(dO, a.sgo.l, false, Lq, Dv, P.dOP); break;
+        case 2: pack_all<MR>(dO, a.sgo.l, true, Dv, Lq, P.dOtA); break;
+        case 3: pack_all<MR>(Q, a.sq.l, true, D, Lq, P.QtA); break;
+        case 4: pack_all<MR>(K, a.sk.l, false, Lk, D, P.KA); break;
+        case 5: pack_all<MR>(Vv, a.sv.l, false, Lk, Dv, P.VA); break;
+        case 6: pack_all<MR>(K, a.sk.l, true, D, Lk, P.KtA); break;
         case 7: {
-          const float* O = a.out + bh * Lq * Dv;
-          for (int64_t q = 0; q < Lq; q++) P.Dl[q] = vec_dot(dO + q * Dv, O + q * Dv, Dv);
+          const float* O = a.out + head_at(a.so, b, h);
+          for (int64_t q = 0; q < Lq; q++) P.Dl[q] = vec_dot(dO + q * a.sgo.l, O + q * a.so.l, Dv);
           break;
         }
       }
@@ -333,12 +390,12 @@ static void attn_backward(const AttnArgs& a) {
       float* buf = static_cast<float*>(
           scratch(SLOT_OP4, (size_t)(szK + szV + 2 * szS + Dv * TK1 + D * TK1) * sizeof(float)));
       float *KtB = buf, *VtB = KtB + szK, *SB = VtB + szV, *DB = SB + szS, *dVt = DB + szS, *dKt = dVt + Dv * TK1;
-      const float* K = a.k + bh * Lk * D;
-      const float* Vv = a.v + bh * Lk * Dv;
+      const float* K = a.k + head_at(a.sk, b, h);
+      const float* Vv = a.v + head_at(a.sv, b, h);
       for (int64_t p = 0; p * NR < nk; p++) {
         const int nj = (int)imin<int64_t>(NR, nk - p * NR);
-        pack_panel<NR>(K, DT_F32, D, false, k0 + p * NR, nj, 0, D, KtB + p * D * NR);
-        pack_panel<NR>(Vv, DT_F32, Dv, false, k0 + p * NR, nj, 0, Dv, VtB + p * Dv * NR);
+        pack_panel<NR>(K, DT_F32, a.sk.l, false, k0 + p * NR, nj, 0, D, KtB + p * D * NR);
+        pack_panel<NR>(Vv, DT_F32, a.sv.l, false, k0 + p * NR, nj, 0, Dv, VtB + p * Dv * NR);
       }
       for (int64_t i = 0; i < Dv * TK1; i++) dVt[i] = 0.0f;
       for (int64_t i = 0; i < D * TK1; i++) dKt[i] = 0.0f;
@@ -373,11 +430,11 @@ static void attn_backward(const AttnArgs& a) {
         mm_panels(Dv, nk, nq, P.dOtA + q0 * MR, Lq * MR, SB, TQ1 * NR, dVt, TK1, NR, 1.0f, 1.0f);
         mm_panels(D, nk, nq, P.QtA + q0 * MR, Lq * MR, DB, TQ1 * NR, dKt, TK1, NR, a.scale, 1.0f);
       }
-      float* gk = a.gk + (bh * Lk + k0) * D;
-      float* gv = a.gv + (bh * Lk + k0) * Dv;
+      float* gk = a.gk + head_at(a.sgk, b, h) + k0 * a.sgk.l;
+      float* gv = a.gv + head_at(a.sgv, b, h) + k0 * a.sgv.l;
       for (int j = 0; j < nk; j++) {
-        for (int64_t d = 0; d < D; d++) gk[j * D + d] = dKt[d * TK1 + j];
-        for (int64_t d = 0; d < Dv; d++) gv[j * Dv + d] = dVt[d * TK1 + j];
+        for (int64_t d = 0; d < D; d++) gk[j * a.sgk.l + d] = dKt[d * TK1 + j];
+        for (int64_t d = 0; d < Dv; d++) gv[j * a.sgv.l + d] = dVt[d * TK1 + j];
       }
     };
     par_for(gn * nkt1, pass1);
@@ -393,12 +450,12 @@ static void attn_backward(const AttnArgs& a) {
       float* buf = static_cast<float*>(scratch(SLOT_OP4, (size_t)(szQ + szO + 2 * szS + D * TQ + 2 * TQ) * sizeof(float)));
       float *QtB = buf, *dOtB = QtB + szQ, *ST = dOtB + szO, *DT = ST + szS, *dQt = DT + szS, *LS = dQt + D * TQ,
             *DL = LS + TQ;
-      const float* Q = a.q + bh * Lq * D;
-      const float* dO = a.gout + bh * Lq * Dv;
+      const float* Q = a.q + head_at(a.sq, b, h);
+      const float* dO = a.gout + head_at(a.sgo, b, h);
       for (int64_t p = 0; p * NR < nq; p++) {
         const int nj = (int)imin<int64_t>(NR, nq - p * NR);
-        pack_panel<NR>(Q, DT_F32, D, false, q0 + p * NR, nj, 0, D, QtB + p * D * NR);
-        pack_panel<NR>(dO, DT_F32, Dv, false, q0 + p * NR, nj, 0, Dv, dOtB + p * Dv * NR);
+        pack_panel<NR>(Q, DT_F32, a.sq.l, false, q0 + p * NR, nj, 0, D, QtB + p * D * NR);
+        pack_panel<NR>(dO, DT_F32, a.sgo.l, false, q0 + p * NR, nj, 0, Dv, dOtB + p * Dv * NR);
       }
       for (int64_t i = 0; i < TQ; i++) {
         LS[i] = i < nq ? a.lse[bh * Lq + q0 + i] : NEG_INF;
@@ -434,9 +491,9 @@ static void attn_backward(const AttnArgs& a) {
         }
         mm_panels(D, nq, nk, P.KtA + k0 * MR, Lk * MR, DT, TK * NR, dQt, TQ, NR, a.scale, 1.0f);
       }
-      float* gq = a.gq + (bh * Lq + q0) * D;
+      float* gq = a.gq + head_at(a.sgq, b, h) + q0 * a.sgq.l;
       for (int q = 0; q < nq; q++)
-        for (int64_t d = 0; d < D; d++) gq[q * D + d] = dQt[d * TQ + q];
+        for (int64_t d = 0; d < D; d++) gq[q * a.sgq.l + d] = dQt[d * TQ + q];
     };
     par_for(gn * nqt2, pass2);
   }

@@ -44,6 +44,20 @@ export type BinaryOp = (typeof BINARY_OPS)[number];
 export type ReduceOp = 'sum' | 'max' | 'min';
 export type ArgReduceOp = 'argmax' | 'argmin';
 
+/**
+ * Where an attention operand's rows are: row i of (batch b, head h) starts at b*[0] + h*[1] + i*[2]
+ * elements into its buffer, and its last dim is dense. Dense [B, H, L, n] is [H*L*n, L*n, n]; the
+ * [B, L, H·n] a linear layer writes, seen as heads without a copy, is [L*H*n, n, H*n].
+ */
+export type AttnLayout = readonly [batch: number, head: number, row: number];
+export interface AttnLayouts { q: AttnLayout; k: AttnLayout; v: AttnLayout; out: AttnLayout }
+export interface AttnGradLayouts extends AttnLayouts { gout: AttnLayout; gq: AttnLayout; gk: AttnLayout; gv: AttnLayout }
+
+/** The layout of a dense [B, H, L, n] operand. */
+export function denseAttnLayout(H: number, L: number, n: number): AttnLayout {
+  return [H * L * n, L * n, n];
+}
+
 export interface Kernels {
   readonly name: 'js' | 'native';
 
@@ -138,20 +152,23 @@ export interface Kernels {
   // ---------------------------------------------------------------- attention
   /**
    * Fused scaled-dot-product attention that never materialises the Lq×Lk score matrix (tiled, online
-   * softmax). q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv], dense.
+   * softmax). q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv]: dense, or laid out as `layouts` says.
    *   s_ij = scale * q_i · k_j + mask(b, h, i, j);  causal adds -Inf where j > i;  out_i = Σ_j softmax(s_i)_j v_j
    * mask: optional additive f32 buffer, indexed mask[b*mB + h*mH + i*mQ + j] (mB/mH/mQ may be 0 to
-   * broadcast; -Inf masks out). out [B, H, Lq, Dv]; lse [B, H, Lq] receives log Σ_j exp(s_ij) (for the
-   * backward pass). A row with every key masked gets out = 0 and lse = -Inf.
+   * broadcast; -Inf masks out). out [B, H, Lq, Dv]; lse [B, H, Lq] (always dense) receives
+   * log Σ_j exp(s_ij) (for the backward pass). A row with every key masked gets out = 0 and lse = -Inf.
    */
   attention(q: F32, k: F32, v: F32, B: number, H: number, Lq: number, Lk: number, D: number, Dv: number,
             scale: number, causal: boolean, mask: F32 | null, mB: number, mH: number, mQ: number,
-            out: F32, lse: F32): void;
-  /** Gradients of attention given out, lse and gout; gq, gk, gv are overwritten. No gradient for mask. */
+            out: F32, lse: F32, layouts?: AttnLayouts | null): void;
+  /**
+   * Gradients of attention given out, lse and gout; gq, gk, gv are overwritten (every element their
+   * layouts cover; an output layout must not overlap itself). No gradient for mask.
+   */
   attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, gout: F32,
                     B: number, H: number, Lq: number, Lk: number, D: number, Dv: number,
                     scale: number, causal: boolean, mask: F32 | null, mB: number, mH: number, mQ: number,
-                    gq: F32, gk: F32, gv: F32): void;
+                    gq: F32, gk: F32, gv: F32, layouts?: AttnGradLayouts | null): void;
 
   // ---------------------------------------------------------------- normalisation
   /**

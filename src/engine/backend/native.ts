@@ -12,9 +12,10 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type {
-  ArgReduceOp, BinaryOp, F32, Half, HalfKind, Kernels, ReduceOp, UnaryOp, WeightBuf, WeightDtype,
+  ArgReduceOp, AttnGradLayouts, AttnLayouts, BinaryOp, F32, Half, HalfKind, Kernels, ReduceOp, UnaryOp, WeightBuf,
+  WeightDtype,
 } from './kernels.js';
-import { BINARY_OPS, UNARY_OPS } from './kernels.js';
+import { BINARY_OPS, denseAttnLayout, UNARY_OPS } from './kernels.js';
 import { jsKernels } from './js/index.js';
 
 export type SimdPath = 'avx512' | 'avx2' | 'portable';
@@ -184,11 +185,23 @@ function convMeta(N: number, C: number, H: number, W: number, O: number, kh: num
   return meta;
 }
 
+// The addon takes 11 entries (dense operands) or 35 (then the layouts of q, k, v, out, gout, gq, gk, gv).
+const attnMetaFull = new Float64Array(35);
+const attnMetaDense = attnMetaFull.subarray(0, 11);
+
 function attnMeta(B: number, H: number, Lq: number, Lk: number, D: number, Dv: number, scale: number,
-                  causal: boolean, mB: number, mH: number, mQ: number): Float64Array {
-  meta[0] = B; meta[1] = H; meta[2] = Lq; meta[3] = Lk; meta[4] = D; meta[5] = Dv; meta[6] = scale;
-  meta[7] = causal ? 1 : 0; meta[8] = mB; meta[9] = mH; meta[10] = mQ;
-  return meta;
+                  causal: boolean, mB: number, mH: number, mQ: number,
+                  layouts: AttnLayouts | AttnGradLayouts | null | undefined): Float64Array {
+  const m = attnMetaFull;
+  m[0] = B; m[1] = H; m[2] = Lq; m[3] = Lk; m[4] = D; m[5] = Dv; m[6] = scale;
+  m[7] = causal ? 1 : 0; m[8] = mB; m[9] = mH; m[10] = mQ;
+  if (!layouts) return attnMetaDense;
+  const g = 'gout' in layouts ? layouts : null;
+  const all = [layouts.q, layouts.k, layouts.v, layouts.out,
+    g?.gout ?? denseAttnLayout(H, Lq, Dv), g?.gq ?? denseAttnLayout(H, Lq, D),
+    g?.gk ?? denseAttnLayout(H, Lk, D), g?.gv ?? denseAttnLayout(H, Lk, Dv)];
+  for (let i = 0; i < 8; i++) m.set(all[i]!, 11 + 3 * i);
+  return m;
 }
 
 /**
@@ -313,14 +326,15 @@ export function loadNativeKernels(options: NativeOptions = {}): Partial<Kernels>
 
     attention(q: F32, k: F32, v: F32, B: number, H: number, Lq: number, Lk: number, D: number, Dv: number,
               scale: number, causal: boolean, mask: F32 | null, mB: number, mH: number, mQ: number,
-              out: F32, lse: F32): void {
-      a.attention(q, k, v, mask, out, lse, attnMeta(B, H, Lq, Lk, D, Dv, scale, causal, mB, mH, mQ));
+              out: F32, lse: F32, layouts?: AttnLayouts | null): void {
+      a.attention(q, k, v, mask, out, lse, attnMeta(B, H, Lq, Lk, D, Dv, scale, causal, mB, mH, mQ, layouts));
     },
     attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, gout: F32, B: number, H: number,
                       Lq: number, Lk: number, D: number, Dv: number, scale: number, causal: boolean,
-                      mask: F32 | null, mB: number, mH: number, mQ: number, gq: F32, gk: F32, gv: F32): void {
+                      mask: F32 | null, mB: number, mH: number, mQ: number, gq: F32, gk: F32, gv: F32,
+                      layouts?: AttnGradLayouts | null): void {
       a.attentionBackward(q, k, v, out, lse, gout, mask, gq, gk, gv,
-                          attnMeta(B, H, Lq, Lk, D, Dv, scale, causal, mB, mH, mQ));
+                          attnMeta(B, H, Lq, Lk, D, Dv, scale, causal, mB, mH, mQ, layouts));
     },
 
     layerNorm(x: F32, w: F32 | null, b: F32 | null, rows: number, cols: number, eps: number,

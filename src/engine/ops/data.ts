@@ -108,9 +108,9 @@ export function asTensor(x: Tensor | number): Tensor {
  * gradients are on and some input needs one.
  */
 export function fromOp(data: Float32Array, shape: Shape, inputs: readonly Tensor[], name: string,
-                       backward: GradFn['backward']): Tensor {
+                       backward: GradFn['backward'], strides?: Shape): Tensor {
   if (data.length !== numelOf(shape)) throw new Error(`${name}: internal error, ${data.length} values for shape [${shape}]`);
-  const out = new Tensor(data, shape, 'f32');
+  const out = new Tensor(data, shape, 'f32', strides);
   if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.gradFn = { name, inputs, backward };

@@ -2,6 +2,7 @@
 import { emptyF32 } from '../dtype.js';
 import { Tensor, numelOf } from '../tensor.js';
 import { K } from '../backend/index.js';
+import { denseAttnLayout, type AttnLayout } from '../backend/kernels.js';
 import { type Rng, getDefaultRng } from '../rng.js';
 import { broadcastStrides, fromOp, indexArray, toDense } from './data.js';
 import { contiguous, expand, normDim, reshape, transpose, unsqueeze } from './view.js';
@@ -235,12 +236,64 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     maskBuf = buf.subarray(off);
   }
 
-  const qd = toDense(q), kd = toDense(k), vd = toDense(v);
+  // q, k, v are read where they lie when each (batch, head) is a block of rows with a dense last dim:
+  // heads split from a [B, L, H·D] projection by reshape + transpose need no copy. The output (and each
+  // gradient) takes the layout of q (of its input): [B, L, H, D] memory for such views, whose transpose
+  // back and merge of the heads are then free too.
+  const qo = attnOperand(q, lead), ko = attnOperand(k, lead), vo = attnOperand(v, lead);
+  const tokenMajor = (o: AttnOperand) => lead.length === 2 && H > 1 && o.layout[1] < o.layout[2];
+  const outPlace = placeFor(tokenMajor(qo), H, Lq, Dv);
   const out = emptyF32(B * H * Lq * Dv), lse = emptyF32(B * H * Lq);
-  if (out.length) K.attention(qd, kd, vd, B, H, Lq, Lk, D, Dv, scale, causal, maskBuf, mB, mH, mQ, out, lse);
+  const layouts = { q: qo.layout, k: ko.layout, v: vo.layout, out: outPlace.layout };
+  if (out.length) K.attention(qo.buf, ko.buf, vo.buf, B, H, Lq, Lk, D, Dv, scale, causal, maskBuf, mB, mH, mQ, out, lse, layouts);
   return fromOp(out, [...lead, Lq, Dv], [q, k, v], 'attention', (g) => {
-    const gq = emptyF32(qd.length), gk = emptyF32(kd.length), gv = emptyF32(vd.length);
-    if (out.length) K.attentionBackward(qd, kd, vd, out, lse, toDense(g), B, H, Lq, Lk, D, Dv, scale, causal, maskBuf, mB, mH, mQ, gq, gk, gv);
-    return [new Tensor(gq, q.shape, 'f32'), new Tensor(gk, k.shape, 'f32'), new Tensor(gv, v.shape, 'f32')];
-  });
+    const go = attnOperand(g, lead);
+    const gqPlace = placeFor(tokenMajor(qo), H, Lq, D), gkPlace = placeFor(tokenMajor(ko), H, Lk, D);
+    const gvPlace = placeFor(tokenMajor(vo), H, Lk, Dv);
+    const gq = emptyF32(q.numel), gk = emptyF32(k.numel), gv = emptyF32(v.numel);
+    if (out.length) {
+      K.attentionBackward(qo.buf, ko.buf, vo.buf, out, lse, go.buf, B, H, Lq, Lk, D, Dv, scale, causal, maskBuf, mB, mH, mQ,
+        gq, gk, gv, { ...layouts, gout: go.layout, gq: gqPlace.layout, gk: gkPlace.layout, gv: gvPlace.layout });
+    } else {
+      gq.fill(0); gk.fill(0); gv.fill(0);
+    }
+    return [new Tensor(gq, q.shape, 'f32', gqPlace.strides), new Tensor(gk, k.shape, 'f32', gkPlace.strides),
+      new Tensor(gv, v.shape, 'f32', gvPlace.strides)];
+  }, outPlace.strides);
+}
+
+interface AttnOperand { buf: Float32Array; layout: AttnLayout }
+
+/**
+ * An attention operand [...lead, L, n] as a buffer and (batch, head, row) strides: in place when its last
+ * dim is dense and the leading dims fold into (batch, head) — the head dim being the last of them —
+ * otherwise a dense copy.
+ */
+function attnOperand(t: Tensor, lead: readonly number[]): AttnOperand {
+  const nd = t.ndim, st = t.strides;
+  const L = t.shape[nd - 2], n = t.shape[nd - 1];
+  if (t.dtype === 'f32' && (n <= 1 || st[nd - 1] === 1) && st.every((s) => s >= 0)) {
+    // the outer leading dims (all but the head dim) must step like one dim of size B
+    let ok = true, bStride = 0, expect = -1;
+    for (let d = lead.length - 2; d >= 0 && ok; d--) {
+      if (lead[d] === 1) continue;
+      if (expect < 0) bStride = st[d];
+      else if (st[d] !== expect) ok = false;
+      expect = st[d] * lead[d];
+    }
+    if (ok) {
+      const hStride = lead.length ? st[lead.length - 1] : 0;
+      const buf = t.data as Float32Array;
+      return { buf: t.offset ? buf.subarray(t.offset) : buf, layout: [bStride, hStride, L > 1 ? st[nd - 2] : n] };
+    }
+  }
+  const H = lead.length ? lead[lead.length - 1] : 1;
+  return { buf: toDense(t), layout: denseAttnLayout(H, L, n) };
+}
+
+/** Where a new [B, H, L, n] result goes: dense, or (tokenMajor) as [B, L, H, n] memory. */
+function placeFor(tokenMajor: boolean, H: number, L: number, n: number) {
+  const layout: AttnLayout = tokenMajor ? [L * H * n, n, H * n] : denseAttnLayout(H, L, n);
+  // the [B, H, L, n] tensor's strides (undefined: dense)
+  return { layout, strides: tokenMajor ? [layout[0], layout[1], layout[2], 1] : undefined };
 }

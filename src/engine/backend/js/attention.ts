@@ -5,7 +5,7 @@
  * the probabilities tile by tile from the saved log-sum-exp. Every dot product and accumulator is
  * float64; the block products use 4×4 register blocking, which is what makes them fast in JS.
  */
-import type { F32 } from '../kernels.js';
+import { denseAttnLayout, type AttnGradLayouts, type AttnLayouts, type F32 } from '../kernels.js';
 
 const QUERY_BLOCK = 32; // query rows sharing one pass over a key tile (the tile stays in cache)
 const KEY_TILE = 64;
@@ -17,17 +17,17 @@ function scratch(n: number): Float64Array {
 }
 
 /**
- * out[r*KEY_TILE + c] = Σ_{d<n} x[xBase + r*n + d] · y[yBase + c*n + d] for r < rows, c < cols: a block of
- * dot products between dense rows of length n (q·k for scores, gout·v for dP).
+ * out[r*KEY_TILE + c] = Σ_{d<n} x[xBase + r*xs + d] · y[yBase + c*ys + d] for r < rows, c < cols: a block
+ * of dot products between rows of length n, xs / ys apart (q·k for scores, gout·v for dP).
  */
-function rowDots(x: F32, xBase: number, rows: number, y: F32, yBase: number, cols: number, n: number,
-                 out: Float64Array): void {
+function rowDots(x: F32, xBase: number, xs: number, rows: number, y: F32, yBase: number, ys: number, cols: number,
+                 n: number, out: Float64Array): void {
   const rows4 = rows & ~3, cols4 = cols & ~3;
   for (let r = 0; r < rows4; r += 4) {
-    const x0 = xBase + r * n, x1 = x0 + n, x2 = x1 + n, x3 = x2 + n;
+    const x0 = xBase + r * xs, x1 = x0 + xs, x2 = x1 + xs, x3 = x2 + xs;
     const o0 = r * KEY_TILE, o1 = o0 + KEY_TILE, o2 = o1 + KEY_TILE, o3 = o2 + KEY_TILE;
     for (let c = 0; c < cols4; c += 4) {
-      const y0 = yBase + c * n, y1 = y0 + n, y2 = y1 + n, y3 = y2 + n;
+      const y0 = yBase + c * ys, y1 = y0 + ys, y2 = y1 + ys, y3 = y2 + ys;
       let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
       let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
       for (let d = 0; d < n; d++) {
@@ -44,7 +44,7 @@ function rowDots(x: F32, xBase: number, rows: number, y: F32, yBase: number, col
       out[o3 + c] = s30; out[o3 + c + 1] = s31; out[o3 + c + 2] = s32; out[o3 + c + 3] = s33;
     }
     for (let c = cols4; c < cols; c++) {
-      const y0 = yBase + c * n;
+      const y0 = yBase + c * ys;
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (let d = 0; d < n; d++) {
         const b = y[y0 + d];
@@ -54,9 +54,9 @@ function rowDots(x: F32, xBase: number, rows: number, y: F32, yBase: number, col
     }
   }
   for (let r = rows4; r < rows; r++) {
-    const x0 = xBase + r * n;
+    const x0 = xBase + r * xs;
     for (let c = 0; c < cols; c++) {
-      const y0 = yBase + c * n;
+      const y0 = yBase + c * ys;
       let s = 0;
       for (let d = 0; d < n; d++) s += x[x0 + d] * y[y0 + d];
       out[r * KEY_TILE + c] = s;
@@ -65,11 +65,11 @@ function rowDots(x: F32, xBase: number, rows: number, y: F32, yBase: number, col
 }
 
 /**
- * acc[accBase + r*n + d] += Σ_{c<inner} p[r*pRow + c*pCol] · y[yBase + c*n + d] for r < rows, d < n.
+ * acc[accBase + r*n + d] += Σ_{c<inner} p[r*pRow + c*pCol] · y[yBase + c*ys + d] for r < rows, d < n.
  * The strides on p let the same routine multiply by a probability tile or by its transpose.
  */
 function accumulateProducts(p: Float64Array, pRow: number, pCol: number, rows: number, inner: number,
-                            y: F32, yBase: number, n: number, acc: Float64Array, accBase: number): void {
+                            y: F32, yBase: number, ys: number, n: number, acc: Float64Array, accBase: number): void {
   const rows4 = rows & ~3, n4 = n & ~3;
   for (let r = 0; r < rows4; r += 4) {
     const p0 = r * pRow, p1 = p0 + pRow, p2 = p1 + pRow, p3 = p2 + pRow;
@@ -80,7 +80,7 @@ function accumulateProducts(p: Float64Array, pRow: number, pCol: number, rows: n
       for (let c = 0; c < inner; c++) {
         const pc = c * pCol;
         const w0 = p[p0 + pc], w1 = p[p1 + pc], w2 = p[p2 + pc], w3 = p[p3 + pc];
-        const yr = yBase + c * n + d;
+        const yr = yBase + c * ys + d;
         const b0 = y[yr], b1 = y[yr + 1], b2 = y[yr + 2], b3 = y[yr + 3];
         s00 += w0 * b0; s01 += w0 * b1; s02 += w0 * b2; s03 += w0 * b3;
         s10 += w1 * b0; s11 += w1 * b1; s12 += w1 * b2; s13 += w1 * b3;
@@ -96,7 +96,7 @@ function accumulateProducts(p: Float64Array, pRow: number, pCol: number, rows: n
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (let c = 0; c < inner; c++) {
         const pc = c * pCol;
-        const b = y[yBase + c * n + d];
+        const b = y[yBase + c * ys + d];
         s0 += p[p0 + pc] * b; s1 += p[p1 + pc] * b; s2 += p[p2 + pc] * b; s3 += p[p3 + pc] * b;
       }
       acc[a0 + d] += s0; acc[a1 + d] += s1; acc[a2 + d] += s2; acc[a3 + d] += s3;
@@ -106,7 +106,7 @@ function accumulateProducts(p: Float64Array, pRow: number, pCol: number, rows: n
     const a0 = accBase + r * n;
     for (let c = 0; c < inner; c++) {
       const w = p[r * pRow + c * pCol];
-      const yr = yBase + c * n;
+      const yr = yBase + c * ys;
       for (let d = 0; d < n; d++) acc[a0 + d] += w * y[yr + d];
     }
   }
@@ -114,7 +114,9 @@ function accumulateProducts(p: Float64Array, pRow: number, pCol: number, rows: n
 
 export function attention(q: F32, k: F32, v: F32, B: number, H: number, Lq: number, Lk: number, D: number,
                           Dv: number, scale: number, causal: boolean, mask: F32 | null,
-                          mB: number, mH: number, mQ: number, out: F32, lse: F32): void {
+                          mB: number, mH: number, mQ: number, out: F32, lse: F32, layouts?: AttnLayouts | null): void {
+  const [qB, qH, qs] = layouts?.q ?? denseAttnLayout(H, Lq, D), [kB, kH, ks] = layouts?.k ?? denseAttnLayout(H, Lk, D);
+  const [vB, vH, vs] = layouts?.v ?? denseAttnLayout(H, Lk, Dv), [oB, oH, os] = layouts?.out ?? denseAttnLayout(H, Lq, Dv);
   const tile = QUERY_BLOCK * KEY_TILE;
   const buf = scratch(tile + 2 * QUERY_BLOCK + QUERY_BLOCK * Dv);
   const probs = buf.subarray(0, tile); // scores, then exp(score - running max) in place
@@ -124,9 +126,8 @@ export function attention(q: F32, k: F32, v: F32, B: number, H: number, Lq: numb
 
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
-      const head = b * H + h;
-      const qBase = head * Lq * D, kBase = head * Lk * D, vBase = head * Lk * Dv;
-      const oBase = head * Lq * Dv, lseBase = head * Lq;
+      const qBase = b * qB + h * qH, kBase = b * kB + h * kH, vBase = b * vB + h * vH;
+      const oBase = b * oB + h * oH, lseBase = (b * H + h) * Lq;
       const maskBase = b * mB + h * mH;
       for (let i0 = 0; i0 < Lq; i0 += QUERY_BLOCK) {
         const qb = Math.min(QUERY_BLOCK, Lq - i0);
@@ -137,7 +138,7 @@ export function attention(q: F32, k: F32, v: F32, B: number, H: number, Lq: numb
         const jEnd = causal ? Math.min(Lk, i0 + qb) : Lk;
         for (let j0 = 0; j0 < jEnd; j0 += KEY_TILE) {
           const kt = Math.min(KEY_TILE, jEnd - j0);
-          rowDots(q, qBase + i0 * D, qb, k, kBase + j0 * D, kt, D, probs);
+          rowDots(q, qBase + i0 * qs, qs, qb, k, kBase + j0 * ks, ks, kt, D, probs);
           for (let r = 0; r < qb; r++) {
             const i = i0 + r;
             const pRow = r * KEY_TILE;
@@ -169,10 +170,10 @@ export function attention(q: F32, k: F32, v: F32, B: number, H: number, Lq: numb
             }
             rowSum[r] += sum;
           }
-          accumulateProducts(probs, KEY_TILE, 1, qb, kt, v, vBase + j0 * Dv, Dv, acc, 0);
+          accumulateProducts(probs, KEY_TILE, 1, qb, kt, v, vBase + j0 * vs, vs, Dv, acc, 0);
         }
         for (let r = 0; r < qb; r++) {
-          const oRow = oBase + (i0 + r) * Dv;
+          const oRow = oBase + (i0 + r) * os;
           const l = rowSum[r];
           if (!(l > 0) && l === l) {
             // No key reached this row: defined output 0, lse -Inf (the backward pass skips such rows).
@@ -198,7 +199,12 @@ export function attention(q: F32, k: F32, v: F32, B: number, H: number, Lq: numb
 export function attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, gout: F32,
                                   B: number, H: number, Lq: number, Lk: number, D: number, Dv: number,
                                   scale: number, causal: boolean, mask: F32 | null, mB: number, mH: number,
-                                  mQ: number, gq: F32, gk: F32, gv: F32): void {
+                                  mQ: number, gq: F32, gk: F32, gv: F32, layouts?: AttnGradLayouts | null): void {
+  const [qB, qH, qs] = layouts?.q ?? denseAttnLayout(H, Lq, D), [kB, kH, ks] = layouts?.k ?? denseAttnLayout(H, Lk, D);
+  const [vB, vH, vs] = layouts?.v ?? denseAttnLayout(H, Lk, Dv), [oB, oH, os] = layouts?.out ?? denseAttnLayout(H, Lq, Dv);
+  const [goB, goH, gos] = layouts?.gout ?? denseAttnLayout(H, Lq, Dv);
+  const [gqB, gqH, gqs] = layouts?.gq ?? denseAttnLayout(H, Lq, D), [gkB, gkH, gks] = layouts?.gk ?? denseAttnLayout(H, Lk, D);
+  const [gvB, gvH, gvs] = layouts?.gv ?? denseAttnLayout(H, Lk, Dv);
   const tile = QUERY_BLOCK * KEY_TILE;
   const buf = scratch(2 * tile + Lq + Lq * D + KEY_TILE * (D + Dv));
   let at = 0;
@@ -212,13 +218,14 @@ export function attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, go
 
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
-      const head = b * H + h;
-      const qBase = head * Lq * D, kBase = head * Lk * D, vBase = head * Lk * Dv;
-      const oBase = head * Lq * Dv, lseBase = head * Lq;
+      const qBase = b * qB + h * qH, kBase = b * kB + h * kH, vBase = b * vB + h * vH;
+      const oBase = b * oB + h * oH, goBase = b * goB + h * goH, lseBase = (b * H + h) * Lq;
+      const gqBase = b * gqB + h * gqH, gkBase = b * gkB + h * gkH, gvBase = b * gvB + h * gvH;
       const maskBase = b * mB + h * mH;
       for (let i = 0; i < Lq; i++) {
         let s = 0;
-        for (let d = oBase + i * Dv; d < oBase + (i + 1) * Dv; d++) s += gout[d] * out[d];
+        const go = goBase + i * gos, o = oBase + i * os;
+        for (let d = 0; d < Dv; d++) s += gout[go + d] * out[o + d];
         rowDot[i] = s;
       }
       gqAcc.fill(0, 0, Lq * D);
@@ -230,8 +237,8 @@ export function attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, go
         const firstBlock = causal ? Math.floor(j0 / QUERY_BLOCK) * QUERY_BLOCK : 0;
         for (let i0 = firstBlock; i0 < Lq; i0 += QUERY_BLOCK) {
           const qb = Math.min(QUERY_BLOCK, Lq - i0);
-          rowDots(q, qBase + i0 * D, qb, k, kBase + j0 * D, kt, D, probs);
-          rowDots(gout, oBase + i0 * Dv, qb, v, vBase + j0 * Dv, kt, Dv, dScores);
+          rowDots(q, qBase + i0 * qs, qs, qb, k, kBase + j0 * ks, ks, kt, D, probs);
+          rowDots(gout, goBase + i0 * gos, gos, qb, v, vBase + j0 * vs, vs, kt, Dv, dScores);
           for (let r = 0; r < qb; r++) {
             const i = i0 + r;
             const rowLse = lse[lseBase + i];
@@ -249,14 +256,20 @@ export function attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, go
               dScores[pRow + c] = p === 0 ? 0 : scale * p * (dScores[pRow + c] - rowDot[i]);
             }
           }
-          accumulateProducts(probs, 1, KEY_TILE, kt, qb, gout, oBase + i0 * Dv, Dv, gvAcc, 0);   // Pᵀ·gout
-          accumulateProducts(dScores, 1, KEY_TILE, kt, qb, q, qBase + i0 * D, D, gkAcc, 0);      // dSᵀ·q
-          accumulateProducts(dScores, KEY_TILE, 1, qb, kt, k, kBase + j0 * D, D, gqAcc, i0 * D); // dS·k
+          accumulateProducts(probs, 1, KEY_TILE, kt, qb, gout, goBase + i0 * gos, gos, Dv, gvAcc, 0); // Pᵀ·gout
+          accumulateProducts(dScores, 1, KEY_TILE, kt, qb, q, qBase + i0 * qs, qs, D, gkAcc, 0);        // dSᵀ·q
+          accumulateProducts(dScores, KEY_TILE, 1, qb, kt, k, kBase + j0 * ks, ks, D, gqAcc, i0 * D);   // dS·k
         }
-        for (let t = 0; t < kt * D; t++) gk[kBase + j0 * D + t] = gkAcc[t];
-        for (let t = 0; t < kt * Dv; t++) gv[vBase + j0 * Dv + t] = gvAcc[t];
+        for (let j = 0; j < kt; j++) {
+          const gkRow = gkBase + (j0 + j) * gks, gvRow = gvBase + (j0 + j) * gvs;
+          for (let d = 0; d < D; d++) gk[gkRow + d] = gkAcc[j * D + d];
+          for (let d = 0; d < Dv; d++) gv[gvRow + d] = gvAcc[j * Dv + d];
+        }
       }
-      for (let t = 0; t < Lq * D; t++) gq[qBase + t] = gqAcc[t];
+      for (let i = 0; i < Lq; i++) {
+        const gqRow = gqBase + i * gqs;
+        for (let d = 0; d < D; d++) gq[gqRow + d] = gqAcc[i * D + d];
+      }
     }
   }
 }
