@@ -2,7 +2,7 @@
  * `npm run bench:engine` — the VSS kernels against OpenBLAS (sgemm) and PyTorch (the rest).
  *
  *   node dist/bench/engine.js [--quick] [--only gemm,conv,attn,norm,dispatch,train,half] [--threads 1,2]
- *                             [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]
+ *                             [--rounds N] [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]
  *
  * Prints one Markdown table row per (work, thread count) as it completes: VSS median time and rate,
  * the peer's, and ratio = VSS speed / peer speed (> 1: VSS is faster). The peer is OpenBLAS, PyTorch, or
