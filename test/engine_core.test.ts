@@ -119,6 +119,17 @@ test('clear errors for impossible shapes and arguments', () => {
   assert.throws(() => v.groupNorm(v.ones([1, 6, 2]), 4), /cannot be split/);
 });
 
+test('a tensor keeps its own frozen shape and strides: caller arrays are copied, frozen ones shared', () => {
+  const shape = [2, 3], strides = [3, 1];
+  const t = new v.Tensor(new Float32Array(6), shape, 'f32', strides);
+  shape[0] = 5; strides[0] = 7;
+  assert.deepEqual([t.shape, t.strides, t.numel], [[2, 3], [3, 1], 6]);
+  assert.ok(Object.isFrozen(t.shape) && Object.isFrozen(t.strides));
+  const u = t.add(t); // same shapes: the result shares the operand's frozen shape array
+  assert.deepEqual([u.shape, u.numel], [[2, 3], 6]);
+  assert.throws(() => { (u.shape as number[])[0] = 9; });
+});
+
 test('empty tensors flow through ops', () => {
   const e = v.zeros([0, 3]);
   assert.deepEqual(e.add(1).shape, [0, 3]);

@@ -26,7 +26,7 @@ export function contiguousStrides(shape: Shape): number[] {
 
 export function numelOf(shape: Shape): number {
   let n = 1;
-  for (const d of shape) n *= d;
+  for (let i = 0; i < shape.length; i++) n *= shape[i];
   return n;
 }
 
@@ -51,10 +51,12 @@ export class Tensor {
   constructor(data: Storage, shape: Shape, dtype: DType, strides?: Shape, offset = 0) {
     if (!storageMatches(dtype, data)) throw new Error(`Tensor: storage ${data.constructor.name} does not hold dtype ${dtype}`);
     this.data = data;
-    this.shape = Object.freeze([...shape]);
-    this.strides = Object.freeze(strides ? [...strides] : contiguousStrides(shape));
+    // A frozen shape (another tensor's) can be shared; anything else is copied so callers cannot change it.
+    this.shape = Object.isFrozen(shape) ? shape : Object.freeze([...shape]);
+    this.strides = strides ? (Object.isFrozen(strides) ? strides : Object.freeze([...strides])) : Object.freeze(contiguousStrides(shape));
     this.offset = offset;
     this.dtype = dtype;
+    this.numel = numelOf(shape);
   }
 
   static empty(shape: Shape, dtype: DType = 'f32'): Tensor {
@@ -62,7 +64,8 @@ export class Tensor {
     return new Tensor(allocStorage(dtype, numelOf(shape)), shape, dtype);
   }
 
-  get numel(): number { return numelOf(this.shape); }
+  /** number of elements (the product of the shape) */
+  readonly numel: number;
   get ndim(): number { return this.shape.length; }
   size(dim?: number): number | readonly number[] {
     return dim === undefined ? this.shape : this.shape[view.normDim(dim, this.ndim)];

@@ -42,7 +42,13 @@ export const affine = (x: Tensor, scale: number, shift: number) => unary(x, 'aff
 
 // ------------------------------------------------------------------ binary
 
-function binaryForward(op: BinaryOp, a: Tensor, b: Tensor): { out: Float32Array; shape: number[] } {
+function binaryForward(op: BinaryOp, a: Tensor, b: Tensor): { out: Float32Array; shape: readonly number[] } {
+  if (a.dtype === 'f32' && b.dtype === 'f32' && sameShape(a.shape, b.shape)) {
+    // No broadcasting: the operands' own strides (the shape is frozen, so it can be shared).
+    const n = a.numel, out = emptyF32(n);
+    if (n) K.binary(op, a.data as Float32Array, a.offset, a.strides, b.data as Float32Array, b.offset, b.strides, a.shape, out);
+    return { out, shape: a.shape };
+  }
   const shape = broadcastShapes(a.shape, b.shape);
   const A = stridedF32(a), B = stridedF32(b);
   let n = 1;
@@ -51,6 +57,12 @@ function binaryForward(op: BinaryOp, a: Tensor, b: Tensor): { out: Float32Array;
   if (n) K.binary(op, A.buf, A.offset, broadcastStrides(a.shape, A.strides, shape),
                   B.buf, B.offset, broadcastStrides(b.shape, B.strides, shape), shape, out);
   return { out, shape };
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function binary(op: BinaryOp, x: TensorLike, y: TensorLike,

@@ -1,6 +1,6 @@
 import type { BinaryOp, F32, UnaryOp } from '../kernels.js';
 import { erf, erfc, powIeee, sigmoid } from './special.js';
-import { coalesce, denseStrides, forEachRow, numel } from './strided.js';
+import { coalesce, denseStrides, forEachRow, isDense, numel } from './strided.js';
 
 const SQRT1_2 = Math.SQRT1_2;
 const TWO_OVER_SQRT_PI = 1.1283791670955126;
@@ -140,7 +140,10 @@ function binaryRow(op: BinaryOp, a: F32, ai: number, aStep: number, b: F32, bi: 
 
 export function binary(op: BinaryOp, a: F32, aOffset: number, aStrides: readonly number[],
                        b: F32, bOffset: number, bStrides: readonly number[], shape: readonly number[], out: F32): void {
-  if (numel(shape) === 0) return;
+  const n = numel(shape);
+  if (n === 0) return;
+  // Two dense operands (the common case, and most of the cost of a tiny op): one row, no coalescing.
+  if (isDense(shape, aStrides) && isDense(shape, bStrides)) { binaryRow(op, a, aOffset, 1, b, bOffset, 1, out, 0, n); return; }
   // Dense same-shape and scalar operands coalesce to a single row: one call of binaryRow.
   const c = coalesce(shape, [aStrides, bStrides, denseStrides(shape)]);
   const last = c.shape.length - 1;

@@ -17,6 +17,17 @@ export function denseStrides(shape: readonly number[]): number[] {
   return strides;
 }
 
+/** True when `strides` lay `shape` out densely in row-major order (size-1 dims may have any stride). */
+export function isDense(shape: readonly number[], strides: readonly number[]): boolean {
+  let expect = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    if (shape[d] === 1) continue;
+    if (strides[d] !== expect) return false;
+    expect *= shape[d];
+  }
+  return true;
+}
+
 export interface Coalesced {
   /** At least one dim; the last is the inner loop. */
   shape: number[];
