@@ -146,9 +146,15 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
         else break;
       }
     }
-    const int64_t mb = ceil_div(mpan, tm) * MR;      // rows per tile (multiple of MR)
+    int64_t mb = ceil_div(mpan, tm) * MR;            // rows per tile (multiple of MR)
     const int64_t nbp = ceil_div(np, tn);             // NR panels per tile
     tm = ceil_div(M, mb); tn = ceil_div(np, nbp);
+    // Equal tiles in a count that is not a multiple of the thread count leave threads idle at the end
+    // (9 tiles of M = 2048 on 2 threads: one thread runs 5, the other 4): split M a little finer.
+    for (int64_t t = tm + 1; nt > 1 && (tm * tn) % nt != 0 && t <= tm + nt && ceil_div(mpan, t) >= 4; t++) {
+      const int64_t mb2 = ceil_div(mpan, t) * MR, tm2 = ceil_div(M, mb2);
+      if ((tm2 * tn) % nt == 0) { mb = mb2; tm = tm2; }
+    }
     auto tile = [&](int64_t t, int) {
       const int64_t im = t % tm, in = t / tm;
       const int64_t i0 = im * mb, i1 = imin(M, i0 + mb);
