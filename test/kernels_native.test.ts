@@ -125,6 +125,9 @@ const ATTN_CASES: AttnCase[] = [
   { B: 1, H: 2, Lq: 33, Lk: 50, D: 16, Dv: 24, causal: true, mask: 'full' },
   { B: 2, H: 2, Lq: 20, Lk: 9, D: 7, Dv: 3, causal: false, mask: 'rowdead' },
   { B: 1, H: 1, Lq: 130, Lk: 135, D: 3, Dv: 65, causal: false, mask: 'full' },
+  // ≤ 96 keys: the backward forms dQ in its first pass (several query tiles, a key tile of 77 → 80)
+  { B: 1, H: 2, Lq: 300, Lk: 77, D: 40, Dv: 40, causal: false, mask: 'keypad' },
+  { B: 2, H: 1, Lq: 150, Lk: 90, D: 20, Dv: 12, causal: true, mask: 'full' },
   // short sequences (both ≤ 32) take the direct path: ViT-sized, causal, masks
   { B: 3, H: 4, Lq: 17, Lk: 17, D: 32, Dv: 32, causal: false, mask: 'none' },
   { B: 2, H: 2, Lq: 12, Lk: 12, D: 9, Dv: 6, causal: true, mask: 'full' },

@@ -38,6 +38,7 @@ constexpr int64_t TK = ((128 + MR - 1) / MR) * MR;     // key tile (rows) in the
 constexpr int64_t TK1 = ((64 + NR - 1) / NR) * NR;     // key tile (lanes) in the S orientation
 constexpr int64_t TQ1 = ((128 + MR - 1) / MR) * MR;    // query tile (rows) in the S orientation
 constexpr int64_t kAttnBudget = (int64_t)1 << 24;      // floats of shared packs per group of heads
+constexpr int64_t kOnePassLk = 96;                     // up to this many keys the backward runs one pass
 
 static inline V lane_index(int64_t base) { return vadd(vset1((float)base), vload(kIota)); }
 
@@ -342,7 +343,11 @@ static void attn_backward(const AttnArgs& a) {
   const int64_t sKA = panels_size(Lk, D, MR), sVA = panels_size(Lk, Dv, MR), sKtA = panels_size(D, Lk, MR);
   const int64_t per_bh = sQA + sdOP + sdOtA + sQtA + sKA + sVA + sKtA + round_up(Lq, 16);
   const int64_t group = imax<int64_t>(1, kAttnBudget / per_bh);
-  const int64_t nkt1 = ceil_div(Lk, TK1), nqt2 = ceil_div(Lq, TQ);
+  // Short key sequences (cross-attention's 77 text tokens) fit one pass-1 key tile: pass 1 then also forms
+  // dQ = dS·K from its dS blocks, and pass 2 (which recomputes S and dP for dQ) does not run.
+  const bool one_pass = Lk <= kOnePassLk;
+  const int64_t tk1 = one_pass ? round_up(Lk, NR) : TK1;
+  const int64_t nkt1 = ceil_div(Lk, tk1), nqt2 = ceil_div(Lq, TQ);
   const float NEG_INF = -__builtin_inff();
   for (int64_t g0 = 0; g0 < BH; g0 += group) {
     const int64_t gn = imin(group, BH - g0);
@@ -366,9 +371,9 @@ static void attn_backward(const AttnArgs& a) {
         case 1: pack_all<MR>(dO, a.sgo.l, false, Lq, Dv, P.dOP); break;
         case 2: pack_all<MR>(dO, a.sgo.l, true, Dv, Lq, P.dOtA); break;
         case 3: pack_all<MR>(Q, a.sq.l, true, D, Lq, P.QtA); break;
-        case 4: pack_all<MR>(K, a.sk.l, false, Lk, D, P.KA); break;
-        case 5: pack_all<MR>(Vv, a.sv.l, false, Lk, Dv, P.VA); break;
-        case 6: pack_all<MR>(K, a.sk.l, true, D, Lk, P.KtA); break;
+        case 4: if (!one_pass) pack_all<MR>(K, a.sk.l, false, Lk, D, P.KA); break;
+        case 5: if (!one_pass) pack_all<MR>(Vv, a.sv.l, false, Lk, Dv, P.VA); break;
+        case 6: if (!one_pass) pack_all<MR>(K, a.sk.l, true, D, Lk, P.KtA); break;
         case 7: {
           const float* O = a.out + head_at(a.so, b, h);
           for (int64_t q = 0; q < Lq; q++) P.Dl[q] = vec_dot(dO + q * a.sgo.l, O + q * a.so.l, Dv);
@@ -380,16 +385,19 @@ static void attn_backward(const AttnArgs& a) {
 
     // ---- pass 1: dK, dV per key tile (S orientation: rows = queries, lanes = keys)
     auto pass1 = [&](int64_t t, int) {
-      const int64_t bhl = t / nkt1, bh = g0 + bhl, k0 = (t % nkt1) * TK1;
+      const int64_t bhl = t / nkt1, bh = g0 + bhl, k0 = (t % nkt1) * tk1;
       const int64_t b = bh / a.H, h = bh % a.H;
-      const int nk = (int)imin<int64_t>(TK1, Lk - k0);
+      const int nk = (int)imin<int64_t>(tk1, Lk - k0);
       const Packs P = packs(bhl);
       const float* lse = a.lse + bh * Lq;
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
-      const int64_t szK = TK1 * D, szV = TK1 * Dv, szS = TQ1 * TK1;
-      float* buf = static_cast<float*>(
-          scratch(SLOT_OP4, (size_t)(szK + szV + 2 * szS + Dv * TK1 + D * TK1) * sizeof(float)));
-      float *KtB = buf, *VtB = KtB + szK, *SB = VtB + szV, *DB = SB + szS, *dVt = DB + szS, *dKt = dVt + Dv * TK1;
+      const int64_t szK = tk1 * D, szV = tk1 * Dv, szS = TQ1 * tk1;
+      // one pass: dS as MR-row A panels (depth = keys) and K as NR-column B panels (depth = keys)
+      const int64_t szdSA = one_pass ? TQ1 * tk1 : 0, szKB = one_pass ? panels_size(D, Lk, NR) : 0;
+      float* buf = static_cast<float*>(scratch(
+          SLOT_OP4, (size_t)(szK + szV + 2 * szS + Dv * tk1 + D * tk1 + szdSA + szKB) * sizeof(float)));
+      float *KtB = buf, *VtB = KtB + szK, *SB = VtB + szV, *DB = SB + szS, *dVt = DB + szS, *dKt = dVt + Dv * tk1;
+      float *dSA = dKt + D * tk1, *KB = dSA + szdSA;
       const float* K = a.k + head_at(a.sk, b, h);
       const float* Vv = a.v + head_at(a.sv, b, h);
       for (int64_t p = 0; p * NR < nk; p++) {
@@ -397,8 +405,12 @@ static void attn_backward(const AttnArgs& a) {
         pack_panel<NR>(K, DT_F32, a.sk.l, false, k0 + p * NR, nj, 0, D, KtB + p * D * NR);
         pack_panel<NR>(Vv, DT_F32, a.sv.l, false, k0 + p * NR, nj, 0, Dv, VtB + p * Dv * NR);
       }
-      for (int64_t i = 0; i < Dv * TK1; i++) dVt[i] = 0.0f;
-      for (int64_t i = 0; i < D * TK1; i++) dKt[i] = 0.0f;
+      if (one_pass)
+        for (int64_t d0 = 0; d0 < D; d0 += NR)
+          pack_panel<NR>(K, DT_F32, a.sk.l, true, d0, (int)imin<int64_t>(NR, D - d0), 0, Lk, KB + (d0 / NR) * Lk * NR);
+      float* gq = a.gq + head_at(a.sgq, b, h);
+      for (int64_t i = 0; i < Dv * tk1; i++) dVt[i] = 0.0f;
+      for (int64_t i = 0; i < D * tk1; i++) dKt[i] = 0.0f;
       const int64_t qstart = a.causal ? (k0 / TQ1) * TQ1 : 0;
       for (int64_t q0 = qstart; q0 < Lq; q0 += TQ1) {
         const int64_t nq = imin<int64_t>(TQ1, Lq - q0);
@@ -427,17 +439,30 @@ static void attn_backward(const AttnArgs& a) {
             }
           }
         }
-        mm_panels(Dv, nk, nq, P.dOtA + q0 * MR, Lq * MR, SB, TQ1 * NR, dVt, TK1, NR, 1.0f, 1.0f);
-        mm_panels(D, nk, nq, P.QtA + q0 * MR, Lq * MR, DB, TQ1 * NR, dKt, TK1, NR, a.scale, 1.0f);
+        mm_panels(Dv, nk, nq, P.dOtA + q0 * MR, Lq * MR, SB, TQ1 * NR, dVt, tk1, NR, 1.0f, 1.0f);
+        mm_panels(D, nk, nq, P.QtA + q0 * MR, Lq * MR, DB, TQ1 * NR, dKt, tk1, NR, a.scale, 1.0f);
+        if (one_pass) {
+          // dQ rows q0.. = scale · dS · K over all keys at once (k0 = 0, nk = Lk)
+          for (int64_t i0 = 0; i0 < nq; i0 += MR) {
+            float* dst = dSA + (i0 / MR) * nk * MR;
+            const int64_t mi = imin<int64_t>(MR, nq - i0);
+            for (int64_t k = 0; k < nk; k++) {
+              const float* src = DB + (k / NR) * TQ1 * NR + i0 * NR + k % NR;
+              for (int64_t i = 0; i < MR; i++) dst[k * MR + i] = i < mi ? src[i * NR] : 0.0f;
+            }
+          }
+          mm_panels(nq, D, nk, dSA, nk * MR, KB, Lk * NR, gq + q0 * a.sgq.l, a.sgq.l, NR, a.scale, 0.0f);
+        }
       }
       float* gk = a.gk + head_at(a.sgk, b, h) + k0 * a.sgk.l;
       float* gv = a.gv + head_at(a.sgv, b, h) + k0 * a.sgv.l;
       for (int j = 0; j < nk; j++) {
-        for (int64_t d = 0; d < D; d++) gk[j * a.sgk.l + d] = dKt[d * TK1 + j];
-        for (int64_t d = 0; d < Dv; d++) gv[j * a.sgv.l + d] = dVt[d * TK1 + j];
+        for (int64_t d = 0; d < D; d++) gk[j * a.sgk.l + d] = dKt[d * tk1 + j];
+        for (int64_t d = 0; d < Dv; d++) gv[j * a.sgv.l + d] = dVt[d * tk1 + j];
       }
     };
     par_for(gn * nkt1, pass1);
+    if (one_pass) continue;
 
     // ---- pass 2: dQ per query tile (Sᵀ orientation: rows = keys, lanes = queries)
     auto pass2 = [&](int64_t t, int) {
