@@ -542,7 +542,7 @@ function crossCheck(path: string): void {
 
   test(`[${path}] reduce / argReduce (inner = 1 and > 1, empty axis, NaN, long rows)`, () => {
     const shapes: [number, number, number][] = [[1, 1, 1], [3, 7, 1], [5, 33, 17], [2, 0, 3], [1, 100000, 1], [4, 65, 1],
-      [2, 3, 300], [7, 1, 5]];
+      [2, 3, 300], [7, 1, 5], [3, 150, 129], [1, 0, 128]];  // whole and partial column blocks
     for (const [outer, n, inner] of shapes) {
       const x = randn(outer * n * inner, 4);
       for (const op of ['sum', 'max', 'min'] as const) {

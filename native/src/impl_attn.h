@@ -3,9 +3,13 @@
 // orientation makes it, as stored, the packed B operand of the next product:
 //   forward / dQ pass:   Sᵀ (keys x queries) = K · Qᵀ, lanes = queries; Oᵀ += Vᵀ · Pᵀ, dQᵀ += Kᵀ · dSᵀ
 //   dK,dV pass:          S (queries x keys)  = Q · Kᵀ, lanes = keys;    dVᵀ += dOᵀ · P, dKᵀ += Qᵀ · dS
+// With at most kOnePassLk keys the dK,dV pass covers all keys in one tile and also forms dQ = dS · K from
+// its dS blocks (repacked as A panels), so the dQ pass and its recomputation of S and dP are skipped.
 // Operands shared by all tiles of a (batch, head) are packed once; the per-tile ones per task.
 // Work splits: forward and dQ by (b, h, query tile), dK/dV by (b, h, key tile); each output element is
 // accumulated by one task in a fixed order, so results do not depend on the thread count.
+// Every operand has its own (batch, head, row) strides (AttnLayout): heads split from [B, L, H·D] are read
+// and written in place.
 
 // C (panels of NR columns: panel p at C + p*c_pstride, row r at + r*c_row) = alpha·A·B + beta·C, where
 // A is MR-row panels a_pstride apart and B is NR-column panels b_pstride apart, both `depth` deep.

@@ -124,13 +124,27 @@ static void reduce_f32(int op, const float* x, int64_t outer, int64_t n, int64_t
     return;
   }
   // reduce the middle axis: vectors run along the contiguous inner axis
-  const int64_t iblk = 16 * W;
+  const int64_t iblk = 8 * W;
   const int64_t nib = ceil_div(inner, iblk);
   par_range(outer * nib, n * iblk, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
       const int64_t o = t / nib, i0 = (t % nib) * iblk, cnt = imin(iblk, inner - i0);
       const float* base = x + o * n * inner + i0;
       float* dst = out + o * inner + i0;
+      if (op == R_SUM && cnt == iblk) {
+        // a whole block: eight running sums, each row read as one run of 8 vectors (one dependent add
+        // chain at a time was latency-bound: a bias gradient over 2176 rows ran at 2.6 GB/s)
+        V a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero(), a4 = vzero(), a5 = vzero(), a6 = vzero(), a7 = vzero();
+        for (int64_t r = 0; r < n; r++) {
+          const float* row = base + r * inner;
+          a0 = vadd(a0, vload(row)); a1 = vadd(a1, vload(row + W)); a2 = vadd(a2, vload(row + 2 * W));
+          a3 = vadd(a3, vload(row + 3 * W)); a4 = vadd(a4, vload(row + 4 * W)); a5 = vadd(a5, vload(row + 5 * W));
+          a6 = vadd(a6, vload(row + 6 * W)); a7 = vadd(a7, vload(row + 7 * W));
+        }
+        vstore(dst, a0); vstore(dst + W, a1); vstore(dst + 2 * W, a2); vstore(dst + 3 * W, a3);
+        vstore(dst + 4 * W, a4); vstore(dst + 5 * W, a5); vstore(dst + 6 * W, a6); vstore(dst + 7 * W, a7);
+        continue;
+      }
       for (int64_t i = 0; i < cnt; i += W) {
         const int m = (int)imin<int64_t>(W, cnt - i);
         V acc = vset1(reduce_identity(op));
