@@ -1,5 +1,5 @@
 /** The public engine API: tensors, autograd, ops, random numbers, backend selection. */
-export { Tensor, type Shape, type TensorLike, contiguousStrides, numelOf } from './tensor.js';
+export { Tensor, type Shape, type TensorLike, contiguousStrides, numelOf, sameShape } from './tensor.js';
 export { type DType, DTYPES, itemSize, isFloat, isHalf } from './dtype.js';
 export { noGrad, withGrad, isGradEnabled, type GradFn } from './autograd.js';
 export { Rng, type RngState, manualSeed, getDefaultRng } from './rng.js';

@@ -30,6 +30,12 @@ export function numelOf(shape: Shape): number {
   return n;
 }
 
+export function sameShape(a: Shape, b: Shape): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export function checkShape(shape: Shape, what = 'shape'): void {
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) throw new Error(`${what} must hold non-negative integers, got [${shape}]`);

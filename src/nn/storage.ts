@@ -3,14 +3,10 @@
  * all move raw values between tensors without building autograd graphs; these keep that code short and keep
  * 16-bit / integer tensors' exact bit patterns (no detour through f32).
  */
-import { type Tensor, numelOf } from '../engine/index.js';
+import { type Tensor, numelOf, sameShape } from '../engine/index.js';
 import type { Storage } from '../engine/dtype.js';
 
-export { numelOf, type Storage };
-
-export function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
+export { numelOf, sameShape, type Storage };
 
 export function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;

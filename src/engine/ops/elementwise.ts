@@ -1,6 +1,6 @@
 /** Elementwise ops: unary, binary with broadcasting, comparisons, where. */
 import { emptyF32 } from '../dtype.js';
-import { Tensor, type TensorLike } from '../tensor.js';
+import { Tensor, sameShape, type TensorLike } from '../tensor.js';
 import { K } from '../backend/index.js';
 import type { BinaryOp, UnaryOp } from '../backend/kernels.js';
 import { asTensor, broadcastShapes, broadcastStrides, fromOp, stridedF32, toDense } from './data.js';
@@ -57,12 +57,6 @@ function binaryForward(op: BinaryOp, a: Tensor, b: Tensor): { out: Float32Array;
   if (n) K.binary(op, A.buf, A.offset, broadcastStrides(a.shape, A.strides, shape),
                   B.buf, B.offset, broadcastStrides(b.shape, B.strides, shape), shape, out);
   return { out, shape };
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function binary(op: BinaryOp, x: TensorLike, y: TensorLike,
