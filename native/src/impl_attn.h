@@ -141,8 +141,8 @@ static inline void attn_small_pv(const float* p, int64_t Lk, const float* Vv, in
 }
 
 // One head's rows of an operand as a dense [L][n] block: the operand itself when its rows are adjacent,
-// else a copy in buf. The short-sequence loops below then always run over unit-stride rows (reading a
-// [B, L, H, n] layout in place made them up to 2x slower).
+// else a copy in buf. For operands the short-sequence loops re-read many times: reading a [B, L, H, n]
+// layout in place there was slower than this copy (up to 2x with the old backward loops).
 static inline const float* dense_rows(const float* p, int64_t ld, int64_t L, int64_t n, float* buf) {
   if (ld == n) return p;
   for (int64_t i = 0; i < L; i++) __builtin_memcpy(buf + i * n, p + i * ld, (size_t)n * sizeof(float));
@@ -180,8 +180,8 @@ static void attn_forward_small(const AttnArgs& a) {
 
 // Per head: P and dS rows as in the forward (scores against Kᵀ, dP against Vᵀ, vectors over keys), kept in
 // scratch; then every gradient row is one register-accumulated sum of rows (attn_small_pv): dQ = dS·K,
-// dK = dSᵀ·Q, dV = Pᵀ·dO. Accumulating the gradients pair by pair in memory, with a horizontal dot per
-// (query, key), took ~8x the flops' time.
+// dK = dSᵀ·Q, dV = Pᵀ·dO. (Accumulating the gradients pair by pair in memory, with a horizontal dot per
+// (query, key), was about 1.3x slower on a ViT's 128 x 4 heads x 17 tokens x 32.)
 static void attn_backward_small(const AttnArgs& a) {
   const int64_t D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
   par_range(a.B * a.H, 3 * Lq * Lk * (D + Dv), [&](int64_t bh0, int64_t bh1) {
