@@ -118,8 +118,11 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
     const int64_t nc = imin(nc_max, N - jc);
     const int64_t np = ceil_div(nc, NR);
     float* Bt = static_cast<float*>(scratch(SLOT_GEMM_B, (size_t)(np * K * NR) * sizeof(float)));
+    // One thread: B~ is packed slice by slice inside the first row block's sweep, right before its
+    // micro-kernels read it (still in cache), instead of in a pass of its own over all of B.
+    const bool lazy_b = nt == 1;
     // ---- pack B~
-    {
+    if (!lazy_b) {
       auto packB = [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; p++) {
           int64_t j = p * NR;
@@ -161,6 +164,7 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
       const int64_t p0 = in * nbp, p1 = imin(np, p0 + nbp);
       const int64_t npan_a = ceil_div(i1 - i0, MR);
       const bool dir = pa.direct(i0, 0) != nullptr;
+      const bool pack_b = lazy_b && im == 0;
       float* Ap = dir ? nullptr : static_cast<float*>(scratch(SLOT_GEMM_A, (size_t)(npan_a * kc_max * MR) * sizeof(float)));
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = imin<int64_t>(KC, K - pc);
@@ -172,7 +176,8 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
         for (int64_t p = p0; p < p1; p++) {
           const int64_t j = p * NR;
           const int nr = (int)imin<int64_t>(NR, nc - j);
-          const float* bp = Bt + p * K * NR + pc * NR;
+          float* bp = Bt + p * K * NR + pc * NR;
+          if (pack_b) pb.pack(jc + j, nr, pc, kc, bp);
           float* cp = C + jc + j;
           for (int64_t a = 0; a < npan_a; a++) {
             int64_t i = i0 + a * MR;
@@ -182,7 +187,8 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
         }
       }
     };
-    if (tm * tn == 1) tile(0, 0);
+    if (lazy_b) for (int64_t t = 0; t < tm * tn; t++) tile(t, 0);  // in order: row block 0 packs B~
+    else if (tm * tn == 1) tile(0, 0);
     else par_for(tm * tn, tile);
   }
 }
