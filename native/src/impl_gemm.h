@@ -2,6 +2,7 @@
 //
 //  for each chunk of NC columns of C:
 //    pack B~ (all of K x NC, NR-wide k-major panels)             shared by every thread
+//      (one thread: each KC slice of a panel is packed inside the first row block's sweep instead)
 //    parallel over tiles (mb rows x nb columns) of C:
 //      for each KC-deep slice pc of K:  pack A~ (mb x KC, MR-tall panels, per thread)
 //        for each NR panel: for each MR panel: micro-kernel (B micro-panel stays in L1, A~ in L2)
