@@ -450,11 +450,12 @@ bool attn_disjoint(const AttnArgs& t, const AttnLayout& s, int64_t L, int64_t n)
   return true;
 }
 bool attn_output(Args& a, const AttnArgs& t, const AttnLayout& s, int64_t L, int64_t n, size_t len, const char* what) {
-  if (!attn_disjoint(t, s, L, n)) {
-    a.fail((std::string(what) + ": layout overlaps itself").c_str(), true);
-    return false;
-  }
-  return a.need(len, attn_extent(t, s, L, n), (std::string(what) + " too short").c_str());
+  if (a.failed) return false;
+  // the messages are built only on failure: this runs on every attention call
+  const char* problem = !attn_disjoint(t, s, L, n) ? ": layout overlaps itself"
+                        : attn_extent(t, s, L, n) > (double)len ? " too short" : nullptr;
+  if (problem) a.fail((std::string(what) + problem).c_str(), true);
+  return problem == nullptr;
 }
 bool attn_check(Args& a, const AttnArgs& t, size_t lq, size_t lk, size_t lv, size_t lm) {
   if (!a.need(lq, attn_extent(t, t.sq, t.Lq, t.D), "attention: q too short") ||

@@ -211,27 +211,16 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     let strides = broadcastStrides(view.shape, view.strides, full);
     let buf = view.data as Float32Array, off = view.offset;
     // Collapse the leading dims to (B, H); materialise when the layout does not allow it.
-    const leadStrides = strides.slice(0, lead.length);
     const keyDense = Lk === 1 || strides[strides.length - 1] === 1;
-    let ok = keyDense;
-    if (lead.length > 2) {
-      const outer = leadStrides.slice(0, -1), outerShape = lead.slice(0, -1);
-      let expect = -1;
-      for (let d = outer.length - 1; d >= 0 && ok; d--) {
-        if (outerShape[d] === 1) continue;
-        if (expect < 0) expect = outer[d] * outerShape[d];
-        else if (outer[d] === expect) expect = outer[d] * outerShape[d];
-        else ok = false;
-      }
-    }
-    if (!ok) {
+    let bStride = keyDense ? batchStride(lead, strides) : null;
+    if (bStride === null) {
       const dense = contiguous(expand(view, full));
       buf = dense.data as Float32Array; off = 0;
       strides = [...dense.strides];
+      bStride = batchStride(lead, strides)!;
     }
-    const ls = strides.slice(0, lead.length);
-    mH = lead.length ? ls[ls.length - 1] : 0;
-    mB = lead.length > 1 ? ls.slice(0, -1).filter((_, i) => lead[i] !== 1).pop() ?? 0 : 0;
+    mB = bStride;
+    mH = lead.length ? strides[lead.length - 1] : 0;
     mQ = strides[strides.length - 2];
     maskBuf = buf.subarray(off);
   }
@@ -265,6 +254,21 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
 interface AttnOperand { buf: Float32Array; layout: AttnLayout }
 
 /**
+ * The batch stride of an attention operand or mask whose leading dims are [...outer, heads]: the outer dims
+ * must step like one dim of their total size (0 when none is larger than 1); null when they do not.
+ */
+function batchStride(lead: readonly number[], strides: readonly number[]): number | null {
+  let stride = 0, expect = -1;
+  for (let d = lead.length - 2; d >= 0; d--) {
+    if (lead[d] === 1) continue;
+    if (expect < 0) stride = strides[d];
+    else if (strides[d] !== expect) return null;
+    expect = strides[d] * lead[d];
+  }
+  return stride;
+}
+
+/**
  * An attention operand [...lead, L, n] as a buffer and (batch, head, row) strides: in place when its last
  * dim is dense and the leading dims fold into (batch, head) — the head dim being the last of them —
  * otherwise a dense copy.
@@ -272,20 +276,11 @@ interface AttnOperand { buf: Float32Array; layout: AttnLayout }
 function attnOperand(t: Tensor, lead: readonly number[]): AttnOperand {
   const nd = t.ndim, st = t.strides;
   const L = t.shape[nd - 2], n = t.shape[nd - 1];
-  if (t.dtype === 'f32' && (n <= 1 || st[nd - 1] === 1) && st.every((s) => s >= 0)) {
-    // the outer leading dims (all but the head dim) must step like one dim of size B
-    let ok = true, bStride = 0, expect = -1;
-    for (let d = lead.length - 2; d >= 0 && ok; d--) {
-      if (lead[d] === 1) continue;
-      if (expect < 0) bStride = st[d];
-      else if (st[d] !== expect) ok = false;
-      expect = st[d] * lead[d];
-    }
-    if (ok) {
-      const hStride = lead.length ? st[lead.length - 1] : 0;
-      const buf = t.data as Float32Array;
-      return { buf: t.offset ? buf.subarray(t.offset) : buf, layout: [bStride, hStride, L > 1 ? st[nd - 2] : n] };
-    }
+  const bStride = t.dtype === 'f32' && (n <= 1 || st[nd - 1] === 1) && st.every((s) => s >= 0) ? batchStride(lead, st) : null;
+  if (bStride !== null) {
+    const hStride = lead.length ? st[lead.length - 1] : 0;
+    const buf = t.data as Float32Array;
+    return { buf: t.offset ? buf.subarray(t.offset) : buf, layout: [bStride, hStride, L > 1 ? st[nd - 2] : n] };
   }
   const H = lead.length ? lead[lead.length - 1] : 1;
   return { buf: toDense(t), layout: denseAttnLayout(H, L, n) };
