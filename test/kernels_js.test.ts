@@ -1074,5 +1074,5 @@ describe('pooling and interpolation', () => {
 test('every kernel of the contract is implemented', () => {
   assert.equal(K.name, 'js');
   for (const [key, value] of Object.entries(K)) if (key !== 'name') assert.equal(typeof value, 'function', key);
-  assert.equal(Object.keys(K).length, 28);
+  assert.equal(Object.keys(K).length, 29);
 });

@@ -619,6 +619,39 @@ function crossCheck(path: string): void {
       }
     }
   });
+  test(`[${path}] adamStep: Adam and AdamW, amsgrad, odd lengths, many steps`, () => {
+    for (const n of [1, 7, 8, 9, 33, 1000]) {
+      for (const [shrink, l2, amsgrad] of [[1 - 1e-3 * 0.05, 0, false], [1, 0.01, false], [1, 0, true]] as const) {
+        let state = [randn(n), randn(n, 0.1), randn(n, 0.01).map(Math.abs), amsgrad ? randn(n, 0.02).map(Math.abs) : null];
+        for (let t = 1; t <= 20; t++) {
+          const g = randn(n);
+          if (t === 3) g[0] = 0;
+          const h = { beta1: 0.9, beta2: 0.999, eps: 1e-8, stepSize: 1e-3 / (1 - 0.9 ** t),
+            bc2Sqrt: Math.sqrt(1 - 0.999 ** t), shrink, l2 };
+          const a = state.map((x) => x && x.slice()), b = state.map((x) => x && x.slice());
+          nk.adamStep(a[0]!, g, a[1]!, a[2]!, a[3], h);
+          ref.adamStep(b[0]!, g, b[1]!, b[2]!, b[3], h);
+          const what = `adamStep n=${n} shrink=${shrink} l2=${l2} amsgrad=${amsgrad} step ${t}`;
+          // this step's update itself, within 1e-3 of it plus the last bit of p (comparing p as a whole
+          // would hide an error in an update of ~1e-3)
+          const p0 = state[0]!;
+          for (let i = 0; i < n; i++) {
+            const err = Math.abs(a[0]![i] - b[0]![i]), step = Math.abs(b[0]![i] - p0[i]);
+            assert.ok(err <= 1e-3 * step + Math.abs(b[0]![i]) * 2 ** -23, `${what}: p[${i}] ${a[0]![i]}, reference ${b[0]![i]} (from ${p0[i]})`);
+          }
+          // the moments within a few f32 roundings of their terms (m's two terms may cancel)
+          for (let i = 0; i < n; i++) {
+            const gi = Math.abs(g[i]) + l2 * Math.abs(p0[i]);
+            const mTerms = 0.9 * Math.abs(state[1]![i]) + 0.1 * gi, vTerms = 0.999 * state[2]![i] + 0.001 * gi * gi;
+            assert.ok(Math.abs(a[1]![i] - b[1]![i]) <= 4 * 2 ** -23 * mTerms, `${what}: exp_avg[${i}] ${a[1]![i]}, reference ${b[1]![i]}`);
+            assert.ok(Math.abs(a[2]![i] - b[2]![i]) <= 4 * 2 ** -23 * vTerms, `${what}: exp_avg_sq[${i}] ${a[2]![i]}, reference ${b[2]![i]}`);
+          }
+          if (amsgrad) check(a[3]!, b[3]!, `${what} max_exp_avg_sq`);
+          state = b;   // go on from the reference, so rounding differences do not pile up
+        }
+      }
+    }
+  });
 }
 
 // Bit-identical results for 1, 2 and 3 threads on problems big enough to be split.

@@ -707,6 +707,30 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   return guarded(env, [&] { g_table->softmax(x, rows, cols, lg, out); });
 }
 
+// adamStep(p, g, m, v, vmax|null, beta1, beta2, eps, stepSize, bc2Sqrt, shrink, l2)
+napi_value AdamStep(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  AdamArgs s{};
+  size_t lp = 0, lg = 0, lm = 0, lv = 0, lx = 0;
+  s.p = a.f32(0, &lp);
+  s.g = a.f32(1, &lg);
+  s.m = a.f32(2, &lm);
+  s.v = a.f32(3, &lv);
+  s.vmax = a.f32_or_null(4, &lx);
+  const double beta1 = a.num(5), beta2 = a.num(6);
+  s.beta1 = (float)beta1; s.beta2 = (float)beta2; s.c1 = (float)(1.0 - beta1); s.c2 = (float)(1.0 - beta2);
+  s.eps = (float)a.num(7);
+  s.step_size = (float)a.num(8); s.bc2_sqrt = (float)a.num(9); s.shrink = (float)a.num(10); s.l2 = (float)a.num(11);
+  if (a.failed) return nullptr;
+  if (!a.need(lg, (double)lp, "adamStep: grad shorter than the parameter") ||
+      !a.need(lm, (double)lp, "adamStep: exp_avg shorter than the parameter") ||
+      !a.need(lv, (double)lp, "adamStep: exp_avg_sq shorter than the parameter") ||
+      (s.vmax && !a.need(lx, (double)lp, "adamStep: max_exp_avg_sq shorter than the parameter")))
+    return nullptr;
+  s.n = (int64_t)lp;
+  return guarded(env, [&] { g_table->adam_step(s); });
+}
+
 // softmaxBackward(y, gy, rows, cols, log, gx)
 napi_value SoftmaxBwd(napi_env env, napi_callback_info info) {
   Args a(env, info);
@@ -939,7 +963,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads}, {"getSimd", GetSimd},
       {"setSimd", SetSimd}, {"supportedSimd", SupportedSimd}, {"opCounts", OpCounts},
       {"simdSelfTestFailure", SelfTestFailure}, {"mapFile", MapFile}, {"releasePages", ReleasePages},
-      {"setConvWinograd", SetConvWinograd},
+      {"setConvWinograd", SetConvWinograd}, {"adamStep", AdamStep},
   };
   for (const Fn& f : fns) {
     napi_value fn;

@@ -57,6 +57,14 @@ struct AttnArgs {
 // Up to rank 8 after coalescing; strides in elements (may be 0).
 struct StridedOperand { const float* p; int64_t strides[8]; };
 
+struct AdamArgs {   // one Adam / AdamW step over n elements, in place (impl_optim.h)
+  float *p, *m, *v, *vmax;   // vmax: null unless amsgrad
+  const float* g;
+  int64_t n;
+  float beta1, beta2, c1, c2;   // c1 = 1 − β1, c2 = 1 − β2, rounded from double (1.0f − 0.999f is 1.3e-5 off)
+  float eps, step_size, bc2_sqrt, shrink, l2;
+};
+
 struct EltArgs {
   int op;
   const float *x, *y, *gy;
@@ -113,6 +121,7 @@ struct KernelTable {
   void (*strided_copy)(const void* src, int dt, int rank, const int64_t* shape, const int64_t* strides, float* out);
   void (*widen)(const uint16_t* src, int dt, int64_t n, float* out);
   void (*narrow)(const float* src, int dt, int64_t n, uint16_t* out);
+  void (*adam_step)(const AdamArgs&);
 };
 
 const KernelTable* table_portable();

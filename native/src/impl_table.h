@@ -21,4 +21,5 @@ static const KernelTable kTable = {
   strided_copy,
   widen,
   narrow,
+  adam_step,
 };

@@ -16,6 +16,7 @@ namespace avx512 {
 #include "impl_norm.h"
 #include "impl_conv.h"
 #include "impl_attn.h"
+#include "impl_optim.h"
 #include "impl_table.h"
 }  // namespace avx512
 

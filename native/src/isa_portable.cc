@@ -19,6 +19,7 @@ namespace portable {
 #include "impl_norm.h"
 #include "impl_conv.h"
 #include "impl_attn.h"
+#include "impl_optim.h"
 #include "impl_table.h"
 }  // namespace portable
 

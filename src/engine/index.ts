@@ -32,3 +32,4 @@ export {
   type AttentionOptions, type CrossEntropyOptions, type Reduction,
 } from './ops/nn.js';
 export { topk, multinomial } from './ops/sampling.js';
+export { adamUpdate, type AdamStepHyper } from './ops/optim.js';

@@ -1,11 +1,11 @@
 /**
  * Optimisers: SGD, Adam, AdamW. The maths follows PyTorch's single-tensor ("for-loop") implementations,
- * element by element on the parameters' dense f32 storage: no autograd graph, no temporaries.
+ * on the parameters' dense f32 storage (Adam's update is one engine kernel): no autograd graph, no temporaries.
  *
  * State dicts mirror PyTorch's layout: per-parameter buffers keyed by the parameter's index across all
  * groups (`"3.exp_avg"`), per-parameter step counts, and each group's hyper-parameters.
  */
-import { Tensor, fromTypedArray } from '../engine/index.js';
+import { Tensor, adamUpdate, fromTypedArray } from '../engine/index.js';
 import { f32Storage, readF32 } from '../nn/storage.js';
 
 /** Hyper-parameters every group has; each optimiser adds its own. */
@@ -212,18 +212,13 @@ class AdamBase extends Optimizer<AdamOptions> {
     const m = this.buffer(st, 'exp_avg', p.length);
     const v = this.buffer(st, 'exp_avg_sq', p.length);
     const vMax = amsgrad ? this.buffer(st, 'max_exp_avg_sq', p.length) : null;
-    const stepSize = lr / (1 - Math.pow(beta1, st.step));
-    const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, st.step));
-    const shrink = this.decoupled ? 1 - lr * wd : 1;
-    const l2 = this.decoupled ? 0 : wd;
-    for (let i = 0; i < p.length; i++) {
-      const g = grad[i] + l2 * p[i];
-      m[i] = beta1 * m[i] + (1 - beta1) * g;
-      v[i] = beta2 * v[i] + (1 - beta2) * g * g;
-      let second = v[i];
-      if (vMax) { if (second > vMax[i]) vMax[i] = second; second = vMax[i]; }
-      p[i] = p[i] * shrink - stepSize * m[i] / (Math.sqrt(second) / bc2Sqrt + eps);
-    }
+    adamUpdate(p, grad, m, v, vMax, {
+      beta1, beta2, eps,
+      stepSize: lr / (1 - Math.pow(beta1, st.step)),
+      bc2Sqrt: Math.sqrt(1 - Math.pow(beta2, st.step)),
+      shrink: this.decoupled ? 1 - lr * wd : 1,
+      l2: this.decoupled ? 0 : wd,
+    });
   }
 }
 

@@ -211,6 +211,30 @@ export interface Kernels {
   /** Adjoint of interpolate: gx [P, H, W] from gy [P, OH, OW]. */
   interpolateBackward(gy: F32, P: number, H: number, W: number, OH: number, OW: number,
                       mode: 'nearest' | 'bilinear', alignCorners: boolean, gx: F32): void;
+
+  // ---------------------------------------------------------------- optimiser updates
+  /**
+   * One Adam / AdamW step in place over dense arrays as long as p (PyTorch's single-tensor maths):
+   *   g = grad + l2·p;  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²;
+   *   with vMax (amsgrad): vMax ← max(vMax, v), used in place of v;
+   *   p ← p·shrink − stepSize · m / (√v / bc2Sqrt + eps)
+   */
+  adamStep(p: F32, grad: F32, m: F32, v: F32, vMax: F32 | null, h: AdamStepHyper): void;
+}
+
+/** The scalars of one Adam step (bias corrections folded in by the optimiser). */
+export interface AdamStepHyper {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** lr / (1 − β1ᵗ) */
+  stepSize: number;
+  /** √(1 − β2ᵗ) */
+  bc2Sqrt: number;
+  /** 1 − lr·wd for AdamW's decoupled decay, else 1 */
+  shrink: number;
+  /** wd for Adam's L2 decay (added to the gradient), else 0 */
+  l2: number;
 }
 
 /** Output size of a convolution / pooling window along one axis. */

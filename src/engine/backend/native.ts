@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type {
-  ArgReduceOp, AttnGradLayouts, AttnLayouts, BinaryOp, F32, Half, HalfKind, Kernels, ReduceOp, UnaryOp, WeightBuf,
+  AdamStepHyper, ArgReduceOp, AttnGradLayouts, AttnLayouts, BinaryOp, F32, Half, HalfKind, Kernels, ReduceOp, UnaryOp, WeightBuf,
   WeightDtype,
 } from './kernels.js';
 import { BINARY_OPS, denseAttnLayout, UNARY_OPS } from './kernels.js';
@@ -49,6 +49,8 @@ interface Addon {
             out: F32, mean: F32, rstd: F32, act?: number): void;
   groupNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, gy: F32, N: number, C: number, HW: number,
                     G: number, gx: F32, gw: F32 | null, gb: F32 | null): void;
+  adamStep(p: F32, g: F32, m: F32, v: F32, vMax: F32 | null, beta1: number, beta2: number, eps: number,
+           stepSize: number, bc2Sqrt: number, shrink: number, l2: number): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   getSimd(): SimdPath;
@@ -356,6 +358,10 @@ export function loadNativeKernels(options: NativeOptions = {}): Partial<Kernels>
                       G: number, gx: F32, gw: F32 | null, gb: F32 | null): void {
       if (N * C * HW <= small) js.groupNormBackward(x, w, mean, rstd, gy, N, C, HW, G, gx, gw, gb);
       else a.groupNormBackward(x, w, mean, rstd, gy, N, C, HW, G, gx, gw, gb);
+    },
+    adamStep(p: F32, grad: F32, m: F32, v: F32, vMax: F32 | null, h: AdamStepHyper): void {
+      if (p.length <= small) js.adamStep(p, grad, m, v, vMax, h);
+      else a.adamStep(p, grad, m, v, vMax, h.beta1, h.beta2, h.eps, h.stepSize, h.bc2Sqrt, h.shrink, h.l2);
     },
   };
   // Nearest ×2 (every decoder/U-Net upsample): each input value fills a 2×2 block. The generic JS kernel

@@ -9,6 +9,7 @@ import { stridedCopy } from './copy.js';
 import { binary, unary, unaryBackward, where } from './elementwise.js';
 import { gemm } from './gemm.js';
 import { narrow, widen } from './half.js';
+import { adamStep } from './optim.js';
 import { groupNorm, groupNormBackward, layerNorm, layerNormBackward } from './norm.js';
 import { avgPool2d, avgPool2dBackward, interpolate, interpolateBackward, maxPool2d, maxPool2dBackward } from './pool.js';
 import { argReduce, reduce, softmax, softmaxBackward } from './reduce.js';
@@ -23,4 +24,5 @@ export const jsKernels: Kernels = {
   attention, attentionBackward,
   layerNorm, layerNormBackward, groupNorm, groupNormBackward,
   maxPool2d, maxPool2dBackward, avgPool2d, avgPool2dBackward, interpolate, interpolateBackward,
+  adamStep,
 };
