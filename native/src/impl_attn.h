@@ -217,19 +217,6 @@ static void small_pv_rows(int64_t rows, const float* p, int64_t ldp, int64_t L, 
   for (; i < rows; i++) small_pv_rows_r<1>(p + i * ldp, ldp, L, M, ldm, n, inv ? inv + i : nullptr, out + i * ldo, ldo);
 }
 
-// Asks for the L rows of n floats at p (row stride ld) ahead of use: one head's rows lie H·D or more apart
-// in a [B, L, H, D] layout, and reading them cold stalled the short-sequence loops (the Kᵀ and Vᵀ copies took
-// 40 % of the backward's time); fetched while the previous head computes, they arrive on time.
-static inline void prefetch_rows(const float* p, int64_t ld, int64_t L, int64_t n, bool for_write) {
-  for (int64_t i = 0; i < L; i++) {
-    const float* r = p + i * ld;
-    for (int64_t j = 0; j < n; j += 16) {
-      if (for_write) __builtin_prefetch(r + j, 1, 3); else __builtin_prefetch(r + j, 0, 3);
-    }
-    if (for_write) __builtin_prefetch(r + n - 1, 1, 3); else __builtin_prefetch(r + n - 1, 0, 3);
-  }
-}
-
 // Per head: all Lq × Lk scores as one small product against Kᵀ, each row finished and exponentiated, then
 // O = diag(1/l) · P · V as one small product.
 static void attn_forward_small(const AttnArgs& a) {
@@ -241,13 +228,6 @@ static void attn_forward_small(const AttnArgs& a) {
     const int64_t ldq = a.sq.l, ldv = a.sv.l, ldo = a.so.l;
     for (int64_t bh = bh0; bh < bh1; bh++) {
       const int64_t b = bh / a.H, h = bh % a.H;
-      if (bh + 1 < bh1) {
-        const int64_t nb = (bh + 1) / a.H, nh = (bh + 1) % a.H;
-        prefetch_rows(a.q + head_at(a.sq, nb, nh), ldq, Lq, D, false);
-        prefetch_rows(a.k + head_at(a.sk, nb, nh), a.sk.l, Lk, D, false);
-        prefetch_rows(a.v + head_at(a.sv, nb, nh), ldv, Lk, Dv, false);
-        prefetch_rows(a.o + head_at(a.so, nb, nh), ldo, Lq, Dv, true);
-      }
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
       const float* kt = attn_small_kt(a, a.k + head_at(a.sk, b, h), a.sk.l);
       small_dots(Lq, a.q + head_at(a.sq, b, h), ldq, kt, Lkp, D, S, Lkp);
@@ -297,17 +277,6 @@ static void attn_backward_small(const AttnArgs& a) {
       const float* dO = a.gout + head_at(a.sgo, b, h);
       const float* lse = a.lse + bh * Lq;
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
-      if (bh + 1 < bh1) {
-        const int64_t nb = (bh + 1) / a.H, nh = (bh + 1) % a.H;
-        prefetch_rows(a.q + head_at(a.sq, nb, nh), ldq, Lq, D, false);
-        prefetch_rows(a.k + head_at(a.sk, nb, nh), ldk, Lk, D, false);
-        prefetch_rows(a.v + head_at(a.sv, nb, nh), ldv, Lk, Dv, false);
-        prefetch_rows(a.out + head_at(a.so, nb, nh), ldo, Lq, Dv, false);
-        prefetch_rows(a.gout + head_at(a.sgo, nb, nh), ldgo, Lq, Dv, false);
-        prefetch_rows(a.gq + head_at(a.sgq, nb, nh), a.sgq.l, Lq, D, true);
-        prefetch_rows(a.gk + head_at(a.sgk, nb, nh), a.sgk.l, Lk, D, true);
-        prefetch_rows(a.gv + head_at(a.sgv, nb, nh), a.sgv.l, Lk, Dv, true);
-      }
       const float* kt = attn_small_kt(a, K, ldk);
       small_transpose(Vv, ldv, Lk, Dv, vt, Lkp);
       small_dots(Lq, Q, ldq, kt, Lkp, D, Pm, Lkp);
