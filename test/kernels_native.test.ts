@@ -69,7 +69,7 @@ const pick = <T>(xs: readonly T[]): T => xs[irand(0, xs.length - 1)];
 // ------------------------------------------------------------------------------------------ cases
 function gemmCase(k: Kernels, o: {
   tA: boolean; tB: boolean; M: number; N: number; K: number; alpha: number; beta: number; aDt: WeightDtype;
-  bDt: WeightDtype; batch: number; sA0?: boolean; sB0?: boolean; pad?: number;
+  bDt: WeightDtype; batch: number; sA0?: boolean; sB0?: boolean; pad?: number; bias?: boolean;
 }): F32 {
   const pad = o.pad ?? 0;
   const lda = (o.tA ? o.M : o.K) + pad, ldb = (o.tB ? o.K : o.N) + pad, ldc = o.N + pad;
@@ -81,8 +81,9 @@ function gemmCase(k: Kernels, o: {
   if (o.beta === 0) C0.fill(NaN);  // beta = 0 must ignore C, NaN included
   const Aw = weight(A.subarray(2), o.aDt), Bw = weight(B.subarray(3), o.bDt);
   const C = C0.slice();
+  const bias = o.bias ? randn(o.N + 2).subarray(1, o.N + 1) : null;
   k.gemm(o.tA, o.tB, o.M, o.N, o.K, o.alpha, Aw, o.aDt, lda, strideA, Bw, o.bDt, ldb, strideB, o.beta, C, ldc,
-         strideC, o.batch);
+         strideC, o.batch, bias);
   return C;
 }
 
@@ -171,7 +172,7 @@ function crossCheck(path: string): void {
         for (let rep = 0; rep < 3; rep++) {
           const o = { tA, tB, M: pick(SIZES), N: pick(SIZES), K: pick([...SIZES, 130, 300]),
                       alpha: pick([1, -0.5, 2]), beta: pick([0, 1, 0.25]), aDt: 'f32' as WeightDtype,
-                      bDt: 'f32' as WeightDtype, batch: pick([1, 1, 3]), pad: pick([0, 3]) };
+                      bDt: 'f32' as WeightDtype, batch: pick([1, 1, 3]), pad: pick([0, 3]), bias: pick([false, true]) };
           const seed0 = seed;
           const got = gemmCase(nk, o);
           seed = seed0;
@@ -198,6 +199,11 @@ function crossCheck(path: string): void {
       { tA: false, tB: true, M: 4, N: 70, K: 9, alpha: 1, beta: 0, aDt: 'f16', bDt: 'f32', batch: 2, pad: 3 },
       { tA: false, tB: false, M: 4, N: 5, K: 1, alpha: 2, beta: 0, aDt: 'f32', bDt: 'f16', batch: 1 },
       { tA: false, tB: true, M: 2, N: 3, K: 0, alpha: 1, beta: 0.5, aDt: 'f32', bDt: 'f32', batch: 1 },
+      // a bias in every row: several row tiles, column panels and K blocks; the few-rows path; K = 0
+      { tA: false, tB: true, M: 300, N: 530, K: 700, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 1, bias: true },
+      { tA: true, tB: false, M: 77, N: 45, K: 270, alpha: 0.5, beta: 0.25, aDt: 'f32', bDt: 'f16', batch: 2, bias: true },
+      { tA: false, tB: true, M: 3, N: 70, K: 33, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 2, bias: true, pad: 3 },
+      { tA: false, tB: false, M: 5, N: 6, K: 0, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 1, bias: true },
     ] as const;
     for (const o of cases) {
       const seed0 = seed;
@@ -205,6 +211,16 @@ function crossCheck(path: string): void {
       seed = seed0;
       check(got, gemmCase(ref, { ...o }), `gemm ${JSON.stringify(o)}`);
     }
+    // the reference's bias: the same product without it, plus the bias in every row
+    const o = { tA: false, tB: true, M: 40, N: 37, K: 150, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 1 } as const;
+    const seed0 = seed;
+    const plain = gemmCase(ref, o);
+    seed = seed0;
+    randn((o.M * o.K + 5) + (o.N * o.K + 5) + o.M * o.N);   // the draws gemmCase makes before the bias
+    const bias = randn(o.N + 2).subarray(1, o.N + 1);
+    seed = seed0;
+    const withBias = gemmCase(ref, { ...o, bias: true });
+    check(withBias, plain.map((x, i) => x + bias[i % o.N]), 'reference gemm with a bias');
   });
 
   test(`[${path}] conv2d forward / backward input / backward weight (groups, stride, dilation, f16/bf16)`, () => {

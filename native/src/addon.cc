@@ -297,10 +297,10 @@ int coalesce(int rank, int64_t* shape, int nops, int64_t (*st)[8]) {
 }
 
 // ------------------------------------------------------------------------------------- kernels
-// gemm(transA, transB, M, N, K, alpha, A, aDt, lda, strideA, B, bDt, ldb, strideB, beta, C, ldc, strideC, batch)
+// gemm(transA, transB, M, N, K, alpha, A, aDt, lda, strideA, B, bDt, ldb, strideB, beta, C, ldc, strideC, batch[, bias])
 napi_value Gemm(napi_env env, napi_callback_info info) {
   Args a(env, info);
-  GemmArgs g;
+  GemmArgs g{};
   g.transA = a.flag(0); g.transB = a.flag(1);
   g.M = a.i64(2); g.N = a.i64(3); g.K = a.i64(4);
   g.alpha = (float)a.num(5);
@@ -312,7 +312,10 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   g.A = a.weight(6, g.adt, &la);
   g.B = a.weight(10, g.bdt, &lb);
   g.C = a.f32(15, &lc);
+  size_t lbias = 0;
+  g.bias = a.f32_or_null(19, &lbias);
   if (a.failed) return nullptr;
+  if (g.bias && !a.need(lbias, (double)g.N, "gemm: bias shorter than N")) return nullptr;
   if (g.M < 0 || g.N < 0 || g.K < 0 || g.batch < 0 || g.strideA < 0 || g.strideB < 0 || g.strideC < 0) {
     a.fail("gemm: negative size or stride", true);
     return nullptr;

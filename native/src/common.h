@@ -27,6 +27,7 @@ struct GemmArgs {
   const void* B; int bdt; int64_t ldb, strideB;
   float* C; int64_t ldc, strideC;
   int64_t batch;
+  const float* bias = nullptr;   // [N] or null: added to every row of C (a linear layer's bias)
 };
 
 struct ConvArgs {

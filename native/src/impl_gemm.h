@@ -93,22 +93,26 @@ struct DensePacker final : Packer {
   }
 };
 
-static void scale_rows(float* C, int64_t ldc, int64_t M, int64_t N, float beta) {
+// C = beta·C (+ bias in every row when bias is not null); beta = 0 ignores C's old contents.
+static void scale_rows(float* C, int64_t ldc, int64_t M, int64_t N, float beta, const float* bias = nullptr) {
   for (int64_t i = 0; i < M; i++) {
     float* r = C + i * ldc;
     if (beta == 0.0f) for (int64_t j = 0; j < N; j++) r[j] = 0.0f;
     else for (int64_t j = 0; j < N; j++) r[j] *= beta;
+    if (bias) for (int64_t j = 0; j < N; j++) r[j] += bias[j];
   }
 }
 
 constexpr int64_t kBBudget = 3 << 19;   // floats of packed B~ per chunk (6 MiB)
 
-// C[M x N] (row stride ldc) = alpha * A * B + beta * C with A, B given by packers.
+// C[M x N] (row stride ldc) = alpha * A * B + beta * C (+ bias[N] in every row) with A, B given by packers.
 // parallel=false keeps everything on the calling thread (used inside parallel regions).
+// The bias goes into each C tile right before its first micro-kernel call, while the tile is in cache
+// (filling all of C first was a pass of its own over C: ~2 % of a ViT training step).
 static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta, const Packer& pa,
-                        const Packer& pb, float* C, int64_t ldc, bool parallel) {
+                        const Packer& pb, float* C, int64_t ldc, bool parallel, const float* bias = nullptr) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) { scale_rows(C, ldc, M, N, beta); return; }
+  if (K <= 0) { scale_rows(C, ldc, M, N, beta, bias); return; }
   const int nt = parallel ? num_threads() : 1;
   // Chunks of about equal width: a budget-sized chunk and a sliver (1216 + 64 columns at N = K = 1280)
   // would pack A and run the tile loop again for a few panels.
@@ -173,7 +177,8 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
           int64_t i = i0 + a * MR;
           pa.pack(i, (int)imin<int64_t>(MR, i1 - i), pc, kc, Ap + a * kc * MR);
         }
-        const float b_eff = pc == 0 ? beta : 1.0f;
+        const bool add_bias = bias && pc == 0;
+        const float b_eff = pc == 0 && !add_bias ? beta : 1.0f;
         for (int64_t p = p0; p < p1; p++) {
           const int64_t j = p * NR;
           const int nr = (int)imin<int64_t>(NR, nc - j);
@@ -182,6 +187,7 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
           float* cp = C + jc + j;
           for (int64_t a = 0; a < npan_a; a++) {
             int64_t i = i0 + a * MR;
+            if (add_bias) scale_rows(cp + i * ldc, ldc, imin<int64_t>(MR, i1 - i), nr, beta, bias + jc + j);
             ukernel(kc, dir ? pa.direct(i, pc) : Ap + a * kc * MR, bp, cp + i * ldc, ldc, alpha, b_eff,
                     (int)imin<int64_t>(MR, i1 - i), nr);
           }
@@ -298,14 +304,16 @@ static void gemm_one(const GemmArgs& g, int64_t p, bool parallel) {
   const void* B = static_cast<const char*>(g.B) + (size_t)(p * g.strideB) * eb;
   // A~ rows are i: A stored M x K (row-major in i) or K x M when transA (k-major).
   if (g.M <= kSmallM && g.M < MR) {
-    gemm_small_m(g.M, g.N, g.K, g.alpha, A, g.adt, g.lda, g.transA, B, g.bdt, g.ldb, g.transB, g.beta, g.C + p * g.strideC,
-                 g.ldc, parallel);
+    float* C = g.C + p * g.strideC;
+    float beta = g.beta;
+    if (g.bias) { scale_rows(C, g.ldc, g.M, g.N, beta, g.bias); beta = 1.0f; }
+    gemm_small_m(g.M, g.N, g.K, g.alpha, A, g.adt, g.lda, g.transA, B, g.bdt, g.ldb, g.transB, beta, C, g.ldc, parallel);
     return;
   }
   DensePacker<MR> pa(A, g.adt, g.lda, g.transA);
   // B~ rows are j: B stored K x N (k-major in j) or N x K when transB.
   DensePacker<NR> pb(B, g.bdt, g.ldb, !g.transB);
-  gemm_driver(g.M, g.N, g.K, g.alpha, g.beta, pa, pb, g.C + p * g.strideC, g.ldc, parallel);
+  gemm_driver(g.M, g.N, g.K, g.alpha, g.beta, pa, pb, g.C + p * g.strideC, g.ldc, parallel, g.bias);
 }
 
 static void gemm(const GemmArgs& g) {

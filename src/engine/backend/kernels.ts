@@ -118,12 +118,12 @@ export interface Kernels {
    * op(B_p) is K×N: B_p is stored K×N (ldb ≥ N), or N×K when transB (ldb ≥ K), starting at B[p*strideB].
    * C_p starts at C[p*strideC] with row stride ldc ≥ N. strideA/strideB may be 0 (broadcast).
    * A and B may be 16-bit (aDtype/bDtype), widened during packing. beta = 0 ignores C's old contents
-   * (even NaN).
+   * (even NaN). With `bias` (N values) every row of C_p also gets bias added, before the products.
    */
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
        A: WeightBuf, aDtype: WeightDtype, lda: number, strideA: number,
        B: WeightBuf, bDtype: WeightDtype, ldb: number, strideB: number,
-       beta: number, C: F32, ldc: number, strideC: number, batch: number): void;
+       beta: number, C: F32, ldc: number, strideC: number, batch: number, bias?: F32 | null): void;
 
   // ---------------------------------------------------------------- convolution (NCHW, OIHW)
   /**

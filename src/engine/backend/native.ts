@@ -24,7 +24,7 @@ export type SimdPath = 'avx512' | 'avx2' | 'portable';
 interface Addon {
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
        A: WeightBuf, aDt: number, lda: number, strideA: number, B: WeightBuf, bDt: number, ldb: number,
-       strideB: number, beta: number, C: F32, ldc: number, strideC: number, batch: number): void;
+       strideB: number, beta: number, C: F32, ldc: number, strideC: number, batch: number, bias?: F32 | null): void;
   conv2d(x: F32, w: WeightBuf, wDt: number, bias: F32 | null, out: F32, meta: Float64Array): void;
   conv2dBackwardInput(gy: F32, w: WeightBuf, wDt: number, gx: F32, meta: Float64Array): void;
   conv2dBackwardWeight(x: F32, gy: F32, gw: F32, meta: Float64Array): void;
@@ -305,9 +305,9 @@ export function loadNativeKernels(options: NativeOptions = {}): Partial<Kernels>
     gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
          A: WeightBuf, aDtype: WeightDtype, lda: number, strideA: number,
          B: WeightBuf, bDtype: WeightDtype, ldb: number, strideB: number,
-         beta: number, C: F32, ldc: number, strideC: number, batch: number): void {
+         beta: number, C: F32, ldc: number, strideC: number, batch: number, bias?: F32 | null): void {
       a.gemm(transA, transB, M, N, K, alpha, A, DT[aDtype], lda, strideA, B, DT[bDtype], ldb, strideB,
-             beta, C, ldc, strideC, batch);
+             beta, C, ldc, strideC, batch, bias ?? null);
     },
 
     conv2d(x: F32, w: WeightBuf, wDtype: WeightDtype, bias: F32 | null, N: number, C: number, H: number,

@@ -82,7 +82,7 @@ export function bmm(a: Tensor, b: Tensor): Tensor {
   return matmulNd(a, b);
 }
 
-/** y = x wᵀ + b with w [out, in] (may be 16-bit); x [..., in]. The bias is the GEMM's initial C. */
+/** y = x wᵀ + b with w [out, in] (may be 16-bit); x [..., in]. The bias is the GEMM's starting value. */
 export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   if (w.ndim !== 2) throw new Error(`linear: weight must be [out, in], got [${w.shape}]`);
   const [O, I] = w.shape;
@@ -92,13 +92,9 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   const x2 = contiguous(reshape(x.detach(), [R, I]));
   const W = operandOf(transpose(w.detach(), 0, 1)); // [in, out] view of w
   const out = emptyF32(R * O);
-  if (bias && out.length) {
-    // the bias in every row, the GEMM then accumulates onto it (beta = 1); doubling copies, not one per row
-    out.set(toDense(bias), 0);
-    for (let done = O; done < out.length; done *= 2) out.copyWithin(done, 0, Math.min(done, out.length - done));
-  }
-  if (out.length && I > 0) {
-    K.gemm(false, W.trans, R, O, I, 1, toDense(x2), 'f32', I, 0, W.buf, W.dtype, W.ld, 0, bias ? 1 : 0, out, O, 0, 1);
+  if (out.length) {  // the bias is the GEMM's starting value in every row (added tile by tile, in cache)
+    K.gemm(false, W.trans, R, O, I, 1, toDense(x2), 'f32', I, 0, W.buf, W.dtype, W.ld, 0, 0, out, O, 0, 1,
+           bias ? toDense(bias) : null);
   }
   const inputs = bias ? [x, w, bias] : [x, w];
   return fromOp(out, [...x.shape.slice(0, -1), O], inputs, 'linear', (g) => {

@@ -84,20 +84,21 @@ function multiplyPacked(mcPad: number, ncPad: number, kc: number, accStride: num
   }
 }
 
-/** C = beta·C on an M×N block with row stride ldc; beta = 0 overwrites (NaN included). */
-function scaleC(C: F32, base: number, ldc: number, M: number, N: number, beta: number): void {
-  if (beta === 1) return;
+/** C = beta·C (+ bias in every row) on an M×N block with row stride ldc; beta = 0 overwrites (NaN included). */
+function scaleC(C: F32, base: number, ldc: number, M: number, N: number, beta: number, bias: F32 | null): void {
+  if (beta === 1 && !bias) return;
   for (let i = 0; i < M; i++) {
     const row = base + i * ldc;
     if (beta === 0) C.fill(0, row, row + N);
-    else for (let j = 0; j < N; j++) C[row + j] *= beta;
+    else if (beta !== 1) for (let j = 0; j < N; j++) C[row + j] *= beta;
+    if (bias) for (let j = 0; j < N; j++) C[row + j] += bias[j];
   }
 }
 
 export function gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
                      A: WeightBuf, aDtype: WeightDtype, lda: number, strideA: number,
                      B: WeightBuf, bDtype: WeightDtype, ldb: number, strideB: number,
-                     beta: number, C: F32, ldc: number, strideC: number, batch: number): void {
+                     beta: number, C: F32, ldc: number, strideC: number, batch: number, bias?: F32 | null): void {
   if (M <= 0 || N <= 0) return;
   const aTable = tableFor(aDtype);
   const bTable = tableFor(bDtype);
@@ -105,7 +106,9 @@ export function gemm(transA: boolean, transB: boolean, M: number, N: number, K: 
     const aBase = p * strideA;
     const bBase = p * strideB;
     const cBase = p * strideC;
-    if (K <= 0 || alpha === 0) { scaleC(C, cBase, ldc, M, N, beta); continue; }
+    if (K <= 0 || alpha === 0) { scaleC(C, cBase, ldc, M, N, beta, bias ?? null); continue; }
+    if (bias) scaleC(C, cBase, ldc, M, N, beta, bias);   // C = beta·C + bias, then the products add onto it
+    const betaEff = bias ? 1 : beta;
     for (let j0 = 0; j0 < N; j0 += NC) {
       const nc = Math.min(NC, N - j0);
       for (let i0 = 0; i0 < M; i0 += MC) {
@@ -121,8 +124,8 @@ export function gemm(transA: boolean, transB: boolean, M: number, N: number, K: 
         for (let i = 0; i < mc; i++) {
           const row = cBase + (i0 + i) * ldc + j0;
           const accRow = i * ncPad;
-          if (beta === 0) for (let j = 0; j < nc; j++) C[row + j] = alpha * accBlock[accRow + j];
-          else for (let j = 0; j < nc; j++) C[row + j] = alpha * accBlock[accRow + j] + beta * C[row + j];
+          if (betaEff === 0) for (let j = 0; j < nc; j++) C[row + j] = alpha * accBlock[accRow + j];
+          else for (let j = 0; j < nc; j++) C[row + j] = alpha * accBlock[accRow + j] + betaEff * C[row + j];
         }
       }
     }
