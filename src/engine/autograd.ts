@@ -4,6 +4,7 @@
  * gradients). `backward()` orders the graph topologically and runs the closures in reverse,
  * accumulating (never assigning) gradients so a tensor used twice receives both contributions.
  */
+import { type Storage, endTracking, recycleF32, startTracking } from './dtype.js';
 import type { Tensor } from './tensor.js';
 
 export interface GradFn {
@@ -59,25 +60,53 @@ export function backward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor)
                          ownCopy: (g: Tensor) => Tensor): void {
   const order = topoSort(root);
   const grads = new Map<Tensor, Tensor>([[root, grad]]);
-  noGrad(() => {
-    for (let i = order.length - 1; i >= 0; i--) {
-      const t = order[i];
-      const g = grads.get(t);
-      if (!g) continue;
-      grads.delete(t);
-      // A stored gradient gets its own dense buffer: `g` may be a view shared with other gradients.
-      if (!t.gradFn || t.retainsGrad) t.grad = t.grad ? add(t.grad, g) : ownCopy(g);
-      if (!t.gradFn) continue;
-      const inputGrads = t.gradFn.backward(g);
-      t.gradFn.inputs.forEach((inp, j) => {
-        const gi = inputGrads[j];
-        if (!gi || !inp.requiresGrad) return;
-        if (gi.shape.length !== inp.shape.length || gi.shape.some((d, k) => d !== inp.shape[k])) {
-          throw new Error(`autograd: ${t.gradFn!.name} returned a gradient of shape [${gi.shape}] for an input of shape [${inp.shape}]`);
-        }
-        const prev = grads.get(inp);
-        grads.set(inp, prev ? add(prev, gi) : gi);
-      });
+  // Gradient buffers this pass allocated go back to emptyF32's pool once no pending gradient uses their
+  // storage any more (gradients may be views of one another, so pending ones are counted per storage).
+  // Stored gradients (.grad) are copies, so they never share a recycled buffer.
+  const pending = new Map<Storage, number>();
+  const hold = (g: Tensor): void => { pending.set(g.data, (pending.get(g.data) ?? 0) + 1); };
+  const release = (g: Tensor): void => {
+    const n = pending.get(g.data)! - 1;
+    if (n > 0) pending.set(g.data, n); else pending.delete(g.data);
+  };
+  const tracking = startTracking();
+  const recycleIfDone = (g: Tensor): void => {
+    const data = g.data;
+    if (data instanceof Float32Array && !pending.has(data) && tracking.set.has(data)) {
+      tracking.set.delete(data);   // once only, even if several finished gradients share it
+      recycleF32(data);
     }
-  });
+  };
+  hold(grad);
+  try {
+    noGrad(() => {
+      for (let i = order.length - 1; i >= 0; i--) {
+        const t = order[i];
+        const g = grads.get(t);
+        if (!g) continue;
+        grads.delete(t);
+        release(g);
+        // A stored gradient gets its own dense buffer: `g` may be a view shared with other gradients.
+        if (!t.gradFn || t.retainsGrad) t.grad = t.grad ? add(t.grad, g) : ownCopy(g);
+        if (!t.gradFn) { recycleIfDone(g); continue; }
+        const inputGrads = t.gradFn.backward(g);
+        const done = [g];
+        t.gradFn.inputs.forEach((inp, j) => {
+          const gi = inputGrads[j];
+          if (!gi || !inp.requiresGrad) { if (gi) done.push(gi); return; }
+          if (gi.shape.length !== inp.shape.length || gi.shape.some((d, k) => d !== inp.shape[k])) {
+            throw new Error(`autograd: ${t.gradFn!.name} returned a gradient of shape [${gi.shape}] for an input of shape [${inp.shape}]`);
+          }
+          const prev = grads.get(inp);
+          const next = prev ? add(prev, gi) : gi;
+          if (prev) { release(prev); done.push(prev, gi); }
+          hold(next);
+          grads.set(inp, next);
+        });
+        for (const d of done) recycleIfDone(d);
+      }
+    });
+  } finally {
+    endTracking(tracking);
+  }
 }

@@ -11,12 +11,55 @@ export type Storage = Float32Array | Uint16Array | Int32Array | BigInt64Array | 
 const poisonEmpty = process.env.VSS_POISON_EMPTY === '1';
 const UNZEROED_MIN = 1024;   // below this the zero fill is cheaper than a separate ArrayBuffer
 
+// Recycled buffers, by length: gradients a backward pass is done with come back here (autograd.ts), and
+// the next op that asks for as many floats takes one instead of a fresh allocation, which costs GC work
+// and comes cold from memory (a ViT training step reuses nearly all of its gradient buffers this way).
+const recycled = new Map<number, Float32Array[]>();
+let recycledFloats = 0;
+const RECYCLED_MAX_FLOATS = 1 << 24;   // hold at most 64 MiB
+// Buffers handed out while a backward pass tracks them: only those may be recycled by it.
+let tracked: WeakSet<Float32Array> | null = null;
+
 /** A float32 buffer whose contents are unspecified: for outputs that a kernel overwrites in full. */
 export function emptyF32(n: number): Float32Array {
-  if (poisonEmpty) return new Float32Array(n).fill(NaN);
-  if (n < UNZEROED_MIN) return new Float32Array(n);
-  const bytes = Buffer.allocUnsafeSlow(n * 4);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  let a = n >= UNZEROED_MIN ? recycled.get(n)?.pop() : undefined;
+  if (a) recycledFloats -= n;
+  else if (poisonEmpty) a = new Float32Array(n).fill(NaN);
+  else if (n < UNZEROED_MIN) a = new Float32Array(n);
+  else {
+    const bytes = Buffer.allocUnsafeSlow(n * 4);
+    a = new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  }
+  tracked?.add(a);
+  return a;
+}
+
+/**
+ * Track the buffers emptyF32 hands out from now on (autograd's backward pass; returns the set that was
+ * tracked before, to give back to endTracking: passes may nest).
+ */
+export function startTracking(): { set: WeakSet<Float32Array>; outer: WeakSet<Float32Array> | null } {
+  const outer = tracked;
+  tracked = new WeakSet();
+  return { set: tracked, outer };
+}
+export function endTracking(t: { outer: WeakSet<Float32Array> | null }): void { tracked = t.outer; }
+
+/** Floats waiting in the recycled pool (tests). */
+export function recycledFloatsHeld(): number { return recycledFloats; }
+
+/**
+ * Give a buffer from emptyF32 back for reuse. The caller vouches that nothing reads or writes it any more;
+ * under VSS_POISON_EMPTY it is filled with NaN here, so a test that still reads it fails.
+ */
+export function recycleF32(a: Float32Array): void {
+  if (a.length < UNZEROED_MIN || a.byteOffset !== 0 || a.buffer.byteLength !== a.byteLength) return;
+  if (recycledFloats + a.length > RECYCLED_MAX_FLOATS) return;
+  if (poisonEmpty) a.fill(NaN);
+  let list = recycled.get(a.length);
+  if (!list) { list = []; recycled.set(a.length, list); }
+  list.push(a);
+  recycledFloats += a.length;
 }
 
 export function allocStorage(dtype: DType, n: number): Storage {
