@@ -205,6 +205,11 @@ test('backward recycles the gradient buffers it is done with, never one that a p
   assert.ok(after > held, `nothing recycled (held ${held} → ${after})`);
   emptyF32(64 * 48);
   assert.equal(recycledFloatsHeld(), after - 64 * 48, 'an allocation of a recycled size did not reuse a buffer');
+  // the leaves' gradients (adopted without a copy when nothing else shares them) are never handed out again
+  for (let i = 0; i < 4; i++) {
+    assert.notEqual(emptyF32(64 * 40), x.grad!.data);
+    assert.notEqual(emptyF32(40 * 48), w.grad!.data);
+  }
   const [gx, gw] = v.noGrad(() => {
     const g = v.mul(v.matmul(x, w), 4);
     return [v.matmul(g, v.transpose(w, 0, 1)), v.matmul(v.transpose(x, 0, 1), g)];

@@ -77,6 +77,8 @@ export function backward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor)
       recycleF32(data);
     }
   };
+  const ownsWhole = (g: Tensor): boolean => g.data instanceof Float32Array && g.offset === 0 &&
+    g.data.length === g.numel && g.isContiguous() && !pending.has(g.data) && tracking.set.has(g.data);
   hold(grad);
   try {
     noGrad(() => {
@@ -87,7 +89,12 @@ export function backward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor)
         grads.delete(t);
         release(g);
         // A stored gradient gets its own dense buffer: `g` may be a view shared with other gradients.
-        if (!t.gradFn || t.retainsGrad) t.grad = t.grad ? add(t.grad, g) : ownCopy(g);
+        // One this pass allocated, that nothing pending shares, is adopted as it is (no copy; never recycled).
+        if (!t.gradFn || t.retainsGrad) {
+          if (t.grad) t.grad = add(t.grad, g);
+          else if (ownsWhole(g)) { tracking.set.delete(g.data as Float32Array); t.grad = g; }
+          else t.grad = ownCopy(g);
+        }
         if (!t.gradFn) { recycleIfDone(g); continue; }
         const inputGrads = t.gradFn.backward(g);
         const done = [g];
