@@ -62,7 +62,8 @@ export function backward(root: Tensor, grad: Tensor, add: (a: Tensor, b: Tensor)
   const grads = new Map<Tensor, Tensor>([[root, grad]]);
   // Gradient buffers this pass allocated go back to emptyF32's pool once no pending gradient uses their
   // storage any more (gradients may be views of one another, so pending ones are counted per storage).
-  // Stored gradients (.grad) are copies, so they never share a recycled buffer.
+  // A stored gradient (.grad) is a copy, or a buffer taken out of the tracked set when it is adopted, so
+  // it is never recycled.
   const pending = new Map<Storage, number>();
   const hold = (g: Tensor): void => { pending.set(g.data, (pending.get(g.data) ?? 0) + 1); };
   const release = (g: Tensor): void => {

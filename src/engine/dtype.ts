@@ -13,7 +13,8 @@ const UNZEROED_MIN = 1024;   // below this the zero fill is cheaper than a separ
 
 // Recycled buffers, by length: gradients a backward pass is done with come back here (autograd.ts), and
 // the next op that asks for as many floats takes one instead of a fresh allocation, which costs GC work
-// and comes cold from memory (a ViT training step reuses nearly all of its gradient buffers this way).
+// and comes cold from memory (about half of the large buffers a ViT training step asks for, 120 of 217 MB,
+// come from here).
 const recycled = new Map<number, Float32Array[]>();
 let recycledFloats = 0;
 const RECYCLED_MAX_FLOATS = 1 << 24;   // hold at most 64 MiB

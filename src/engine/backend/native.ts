@@ -12,8 +12,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type {
-  AdamStepHyper, ArgReduceOp, AttnGradLayouts, AttnLayouts, BinaryOp, F32, Half, HalfKind, Kernels, ReduceOp, UnaryOp, WeightBuf,
-  WeightDtype,
+  AdamStepHyper, ArgReduceOp, AttnGradLayouts, AttnLayouts, BinaryOp, F32, Half, HalfKind, Kernels, ReduceOp,
+  UnaryOp, WeightBuf, WeightDtype,
 } from './kernels.js';
 import { BINARY_OPS, denseAttnLayout, UNARY_OPS } from './kernels.js';
 import { jsKernels } from './js/index.js';
