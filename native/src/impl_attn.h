@@ -56,9 +56,9 @@ static inline V mask_lanes_q(const float* mrow, int64_t mQ, int64_t key, int64_t
 
 // ------------------------------------------------------------------ short sequences
 // When both sequences are short (a ViT's 17 tokens, a captioner's few image tokens), the tiled kernels
-// below spend their time padding to whole tiles and packing per (batch, head). Direct loops over the
-// exact sizes instead: one task per (batch, head), scores one query row at a time. Same conventions:
-// additive mask, causal = key index > query index masked, fully masked rows give 0 and lse = −inf.
+// below spend their time padding to whole tiles and packing per (batch, head). Small register-blocked
+// products over the exact sizes instead, one task per (batch, head). Same conventions: additive mask,
+// causal = key index > query index masked, fully masked rows give 0 and lse = −inf.
 constexpr int64_t kSmallAttn = 32;
 
 static inline bool attn_is_small(const AttnArgs& a) { return a.Lq <= kSmallAttn && a.Lk <= kSmallAttn; }
