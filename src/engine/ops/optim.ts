@@ -1,6 +1,6 @@
 /**
  * Optimiser updates on raw parameter storage, for src/optim: in place, outside autograd. One fused pass per
- * parameter instead of an element loop in JS (the ViT's 0.8 M parameters: ~9 ms → ~1 ms per AdamW step).
+ * parameter instead of an element loop in JS (the ViT's 0.8 M parameters, 1 thread: 15.5 → 1.6 ms per AdamW step).
  */
 import { K } from '../backend/index.js';
 import type { AdamStepHyper } from '../backend/kernels.js';
