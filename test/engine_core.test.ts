@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import * as v from '../src/engine/index.js';
 import { philoxBlock } from '../src/engine/rng.js';
 import { emptyF32, recycledFloatsHeld } from '../src/engine/dtype.js';
+import { relErr } from './helpers/relerr.js';
 
 const close = (a: number[], b: number[], tol = 1e-6) =>
   a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= tol * (1 + Math.abs(b[i])));
@@ -214,12 +215,8 @@ test('backward recycles the gradient buffers it is done with, never one that a p
     const g = v.mul(v.matmul(x, w), 4);
     return [v.matmul(g, v.transpose(w, 0, 1)), v.matmul(v.transpose(x, 0, 1), g)];
   });
-  const close = (a: v.Tensor, b: v.Tensor, what: string): void => {
-    const p = a.toFloat32Array(), q = b.toFloat32Array();
-    let num = 0, den = 0;
-    for (let i = 0; i < q.length; i++) { num += (p[i] - q[i]) ** 2; den += q[i] ** 2; }
-    assert.ok(Math.sqrt(num / den) < 1e-5, `${what}: relative error ${Math.sqrt(num / den)}`);
-  };
-  close(x.grad!, gx, 'dx');
-  close(w.grad!, gw, 'dw');
+  for (const [got, want, what] of [[x.grad!, gx, 'dx'], [w.grad!, gw, 'dw']] as const) {
+    const err = relErr(got.toFloat32Array(), want.toFloat32Array());
+    assert.ok(err < 1e-5, `${what}: relative error ${err}`);
+  }
 });

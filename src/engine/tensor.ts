@@ -12,6 +12,7 @@ import * as la from './ops/linalg.js';
 import * as nnf from './ops/nn.js';
 import * as shp from './ops/shape.js';
 import { toDense } from './ops/data.js';
+import { isDense } from './backend/js/strided.js';
 
 export type Shape = readonly number[];
 export type Scalar = number;
@@ -79,14 +80,7 @@ export class Tensor {
   dim(d: number): number { return this.shape[view.normDim(d, this.ndim)]; }
 
   /** True when the elements are laid out densely in row-major order (offset may be non-zero). */
-  isContiguous(): boolean {
-    let expect = 1;
-    for (let i = this.shape.length - 1; i >= 0; i--) {
-      if (this.shape[i] !== 1 && this.strides[i] !== expect) return false;
-      expect *= this.shape[i];
-    }
-    return true;
-  }
+  isContiguous(): boolean { return isDense(this.shape, this.strides); }
 
   // ------------------------------------------------------------------ data out
   /** Dense row-major f32 data. Returns the storage itself (or a subarray) when no copy is needed: do not mutate. */
