@@ -48,11 +48,13 @@
           "type": "static_library",
           "sources": ["native/src/isa_avx512.cc"],
           # -Wno-(maybe-)uninitialized: GCC 12 warns inside its own AVX-512 intrinsic headers.
-          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
+          # -mavx512bf16 only enables the opt-in bf16 GEMM (VDPBF16PS): the compiler does not emit bf16
+          # instructions for float code, and the addon runs that GEMM only after checking the CPU has them.
+          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c",
                         "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
           "xcode_settings": {
             "OTHER_CPLUSPLUSFLAGS": ["-O3", "-fno-math-errno", "-mavx512f", "-mavx512bw", "-mavx512vl",
-                                     "-mavx512dq", "-mfma", "-mf16c"]
+                                     "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c"]
           }
         }
       ]

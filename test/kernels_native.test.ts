@@ -6,12 +6,15 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AttnLayout, BinaryOp, F32, Half, Kernels, UnaryOp, WeightDtype } from '../src/engine/backend/kernels.js';
 import { BINARY_OPS, UNARY_OPS, convOutSize } from '../src/engine/backend/kernels.js';
 import { jsKernels } from '../src/engine/backend/js/index.js';
+import { relErr } from './helpers/relerr.js';
 import {
-  cpuFeatures, getNumThreads, loadNativeKernels, nativeExtras, setConvWinograd, setNumThreads, setSimdPath, supportedSimdPaths,
+  cpuFeatures, getNumThreads, loadNativeKernels, nativeExtras, nativeMatmulPrecision, setConvWinograd,
+  setNativeMatmulPrecision, setNumThreads, setSimdPath, supportedSimdPaths,
 } from '../src/engine/backend/native.js';
 
 // smallInJs: false so even tiny problems run the C++ code under test
@@ -109,6 +112,10 @@ const CONV_CASES: ConvCase[] = [
   { N: 1, C: 5, H: 30, W: 29, O: 7, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
   { N: 2, C: 4, H: 33, W: 40, O: 14, kh: 3, kw: 3, sh: 1, sw: 1, ph: 2, pw: 1, dh: 2, dw: 1, g: 2 },
   { N: 1, C: 3, H: 9, W: 700, O: 8, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },    // rows > a chunk
+  // output rows a whole number of 16-lane vectors: the weight gradient's register-transposed im2col (edge runs
+  // through the padding, several K slices; vertical stride and dilation)
+  { N: 2, C: 5, H: 20, W: 32, O: 9, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
+  { N: 1, C: 3, H: 11, W: 48, O: 5, kh: 3, kw: 3, sh: 2, sw: 1, ph: 2, pw: 2, dh: 2, dw: 2, g: 1 },
   ...WINOGRAD_CASES,
 ];
 function convDims(c: ConvCase) {
@@ -164,8 +171,71 @@ const UNARY_PARAMS: Partial<Record<UnaryOp, [number, number][]>> = {
   affine: [[2.5, -1], [1 / 3, 0.1]],
 };
 
+/** Whether the CPU reports AVX512-BF16 (null where /proc/cpuinfo cannot tell). */
+function cpuHasBf16(): boolean | null {
+  try { return /\bavx512_bf16\b/.test(readFileSync('/proc/cpuinfo', 'utf8')); } catch { return null; }
+}
+
+// bf16 matmul precision: the product of bf16-rounded operands summed in f32, so against the reference GEMM
+// of the rounded operands (the JS kernels widening bf16 copies) it agrees to f32 summation error, while
+// against the f32 product it is off by bf16 rounding (~1e-3: the option really rounds).
+function bf16Matmul(path: string): void {
+  test(`[${path}] bf16 matmul precision: rounded operands, f32 sums; or a clear refusal`, () => {
+    const expect = path === 'avx512' ? cpuHasBf16() : false;
+    let available = true;
+    try { setNativeMatmulPrecision('bf16'); } catch (e) {
+      available = false;
+      assert.match((e as Error).message, /^bf16 matmul is not available: /);
+    }
+    if (expect !== null) assert.equal(available, expect, `bf16 available on ${path}`);
+    if (!available) { assert.equal(nativeMatmulPrecision(), 'f32'); return; }
+    try {
+      assert.equal(nativeMatmulPrecision(), 'bf16');
+      const cases = [
+        { tA: false, tB: false, M: 37, N: 45, K: 53, alpha: 1, beta: 0, batch: 1 },           // odd K: half a pair
+        { tA: true, tB: false, M: 77, N: 70, K: 410, alpha: 0.5, beta: 1, batch: 1 },         // K over a KC slice
+        { tA: false, tB: true, M: 300, N: 530, K: 700, alpha: 1, beta: 0, batch: 1, bias: true, pad: 3 },
+        { tA: true, tB: true, M: 21, N: 33, K: 64, alpha: 1, beta: 0.25, batch: 3 },
+        { tA: false, tB: true, M: 14, N: 32, K: 31, alpha: -1, beta: 0, batch: 2, bDt: 'bf16' as WeightDtype },
+      ];
+      for (const o of cases) {
+        const full = { aDt: 'f32' as WeightDtype, bDt: 'f32' as WeightDtype, ...o };
+        const seed0 = seed;
+        const got = gemmCase(nk, full);
+        seed = seed0;
+        const rounded = gemmCase(ref, { ...full, aDt: 'bf16', bDt: 'bf16' });
+        seed = seed0;
+        const exact = gemmCase(ref, full);
+        check(got, rounded, `bf16 gemm against the reference on rounded operands ${JSON.stringify(o)}`, 2e-6);
+        const err = relErr(got, exact);
+        assert.ok(err > 1e-4 && err < 1e-2, `bf16 gemm against f32: ${err.toExponential(2)} (${JSON.stringify(o)})`);
+      }
+      // ≤ 4 rows of A stay f32 (bound by reading B)
+      const few = { tA: false, tB: true, M: 3, N: 70, K: 90, alpha: 1, beta: 0, aDt: 'f32' as WeightDtype, bDt: 'f32' as WeightDtype, batch: 1 };
+      const seed0 = seed;
+      const got = gemmCase(nk, few);
+      seed = seed0;
+      check(got, gemmCase(ref, few), 'bf16 setting with 3 rows of A (f32)');
+      // the same bits at 1, 2 and 3 threads
+      const saved = getNumThreads();
+      const outs = [1, 2, 3].map((t) => {
+        setNumThreads(t);
+        seed = 777;
+        return gemmCase(nk, { tA: false, tB: true, M: 300, N: 200, K: 333, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 1 });
+      });
+      setNumThreads(saved);
+      sameBits(outs[0], outs[1], 'bf16 gemm 2 threads');
+      sameBits(outs[0], outs[2], 'bf16 gemm 3 threads');
+    } finally {
+      setNativeMatmulPrecision('f32');
+    }
+    assert.equal(nativeMatmulPrecision(), 'f32');
+  });
+}
+
 // ------------------------------------------------------------------------------------------ the suite
 function crossCheck(path: string): void {
+  bf16Matmul(path);
   test(`[${path}] gemm: transposes, odd sizes, strides, alpha/beta, batch, f16/bf16`, () => {
     for (const tA of [false, true]) {
       for (const tB of [false, true]) {

@@ -6,6 +6,7 @@
 #include <node_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +30,7 @@ namespace {
 
 // ------------------------------------------------------------------------------------- SIMD path
 const KernelTable* g_table = nullptr;
+std::atomic<bool> g_gemm_bf16{false};   // setMatmulPrecision('bf16')
 
 const char* g_selftest_failure = nullptr;   // last path rejected by its self-test, for native.ts to report
 
@@ -331,6 +333,7 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   }
   if (g.ldc < g.N) { a.fail("gemm: ldc too small", true); return nullptr; }
   if (!a.need(lc, bm1 * g.strideC + (double)(g.M - 1) * g.ldc + g.N, "gemm: C too short")) return nullptr;
+  g.bf16_compute = g_gemm_bf16.load(std::memory_order_relaxed) && g_table->bf16_dot;
   return guarded(env, [&] { g_table->gemm(g); });
 }
 
@@ -873,6 +876,65 @@ napi_value SetConvWinograd(napi_env env, napi_callback_info info) {
   napi_get_boolean(env, was, &r);
   return r;
 }
+const char* bf16_self_test();
+// Why bf16 matmuls cannot run here (null: they can): the path must be built with AVX512-BF16, the CPU must
+// have it, and a small product must come out within bf16 rounding of the portable f32 result.
+const char* bf16_unavailable() {
+  if (!g_table->bf16_dot) return "the active kernel path has no bf16 dot product (it needs the avx512 path, built with AVX512-BF16)";
+#if defined(__x86_64__) || defined(_M_X64)
+  if (!__builtin_cpu_supports("avx512bf16")) return "this CPU has no AVX512-BF16";
+#endif
+  // the product check runs once per kernel path (its answer cannot change)
+  static const KernelTable* checked = nullptr;
+  static const char* verdict = nullptr;
+  if (checked == g_table) return verdict;
+  checked = g_table;
+  verdict = bf16_self_test();
+  return verdict;
+}
+const char* bf16_self_test() {
+  static float A[37 * 53], B[53 * 45], C1[37 * 45], C2[37 * 45];
+  uint32_t s = 777;
+  auto rnd = [&s]() { s = s * 1664525u + 1013904223u; return (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f; };
+  for (float& v : A) v = rnd();
+  for (float& v : B) v = rnd();
+  for (int tr = 0; tr < 4; tr++) {   // all transposes, odd K (a half-empty last pair), edge tiles
+    GemmArgs g{};
+    g.transA = tr & 1; g.transB = tr & 2; g.M = 37; g.N = 45; g.K = 53; g.alpha = 1.0f; g.beta = 0.0f;
+    g.A = A; g.adt = DT_F32; g.lda = g.transA ? 37 : 53; g.B = B; g.bdt = DT_F32; g.ldb = g.transB ? 53 : 45;
+    g.C = C1; g.ldc = 45; g.batch = 1; g.bf16_compute = true;
+    g_table->gemm(g);
+    g.C = C2; g.bf16_compute = false;
+    table_portable()->gemm(g);
+    if (rel_err(C1, C2, 37 * 45) > 1e-2) return "the bf16 GEMM failed its self-test against f32";
+  }
+  return nullptr;
+}
+// setMatmulPrecision('f32' | 'bf16'): how gemm multiplies (process-wide, like PyTorch's
+// set_float32_matmul_precision); throws, naming the reason, when bf16 cannot run here.
+napi_value SetMatmulPrecision(napi_env env, napi_callback_info info) {
+  Args a(env, info);
+  char name[16] = {0};
+  size_t len = 0;
+  napi_value s = a.arg(0);
+  if (!s || napi_get_value_string_utf8(env, s, name, sizeof name, &len) != napi_ok) {
+    a.fail("setMatmulPrecision: expected 'f32' or 'bf16'");
+    return nullptr;
+  }
+  if (std::strcmp(name, "f32") == 0) { g_gemm_bf16 = false; return undefined(env); }
+  if (std::strcmp(name, "bf16") != 0) { a.fail("setMatmulPrecision: expected 'f32' or 'bf16'", true); return nullptr; }
+  if (const char* why = bf16_unavailable()) {
+    napi_throw_error(env, nullptr, (std::string("bf16 matmul is not available: ") + why).c_str());
+    return nullptr;
+  }
+  g_gemm_bf16 = true;
+  return undefined(env);
+}
+napi_value GetMatmulPrecision(napi_env env, napi_callback_info) {
+  napi_value r;
+  napi_create_string_utf8(env, g_gemm_bf16 && g_table->bf16_dot ? "bf16" : "f32", NAPI_AUTO_LENGTH, &r);
+  return r;
+}
 napi_value GetNumThreads(napi_env env, napi_callback_info) {
   napi_value r;
   napi_create_int32(env, pool_size(), &r);
@@ -895,6 +957,7 @@ napi_value SetSimd(napi_env env, napi_callback_info info) {
   }
   const KernelTable* t = table_by_name(name);
   if (t) g_table = t;
+  if (t && !t->bf16_dot) g_gemm_bf16 = false;   // a path without bf16 falls back to f32 matmuls
   napi_value r;
   napi_get_boolean(env, t != nullptr, &r);
   return r;
@@ -967,6 +1030,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"setSimd", SetSimd}, {"supportedSimd", SupportedSimd}, {"opCounts", OpCounts},
       {"simdSelfTestFailure", SelfTestFailure}, {"mapFile", MapFile}, {"releasePages", ReleasePages},
       {"setConvWinograd", SetConvWinograd}, {"adamStep", AdamStep},
+      {"setMatmulPrecision", SetMatmulPrecision}, {"getMatmulPrecision", GetMatmulPrecision},
   };
   for (const Fn& f : fns) {
     napi_value fn;

@@ -28,6 +28,9 @@ struct GemmArgs {
   float* C; int64_t ldc, strideC;
   int64_t batch;
   const float* bias = nullptr;   // [N] or null: added to every row of C (a linear layer's bias)
+  // Products of bf16-rounded operands, summed in f32 (AVX512-BF16; only set when the table has bf16_dot).
+  // Products with M <= 4 rows stay f32: they are bound by reading B, not by multiply-adds.
+  bool bf16_compute = false;
 };
 
 struct ConvArgs {
@@ -123,6 +126,7 @@ struct KernelTable {
   void (*widen)(const uint16_t* src, int dt, int64_t n, float* out);
   void (*narrow)(const float* src, int dt, int64_t n, uint16_t* out);
   void (*adam_step)(const AdamArgs&);
+  bool bf16_dot;   // gemm honours GemmArgs::bf16_compute (compiled with AVX512-BF16)
 };
 
 const KernelTable* table_portable();

@@ -120,13 +120,57 @@ struct Im2colChunkPacker final : Packer {
 };
 
 // B operand of the weight-gradient GEMM: element (k = output pixel, j = (c, ki, kj)) = x[c, ih, iw] or 0.
-// Filled column by column in blocks of kBlock pixels: one block of the panel (kBlock rows of NR floats)
-// stays in L1 while its NR columns are written; a column's whole kc run would evict the panel's lines
-// between columns and cost a cache-line refill per element.
+// With stride 1 and rows of output pixels a whole number of vectors, W pixels x W columns at a time: each
+// column's W pixels are one run of an input row (a vector load), and a register transpose turns them into
+// W k-rows of the panel. Otherwise (and for a slice's last pixels) column by column in blocks of kBlock
+// pixels: one block of the panel (kBlock rows of NR floats) stays in L1 while its NR columns are written; a
+// column's whole kc run would evict the panel's lines between columns and cost a refill per element.
 struct Im2colTPacker final : Packer {
   const float* x; ConvGeom g;
   static constexpr int64_t kBlock = 128;   // 128 rows x 64 B = 8 KiB of the panel
   void pack(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const override {
+    int64_t kfast = 0;
+#ifdef VSS_HAS_TRANSPOSE
+    if (g.sw == 1 && g.OW % W == 0 && k0 % W == 0) {
+      kfast = kc / W * W;
+      pack_runs(j0, nj, k0, kfast, dst);
+    }
+#endif
+    if (kfast < kc) pack_columns(j0, nj, k0 + kfast, kc - kfast, dst + kfast * NR);
+  }
+#ifdef VSS_HAS_TRANSPOSE
+  // kc and k0 multiples of W; every group of W pixels then lies in one output row.
+  void pack_runs(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const {
+    const int64_t khw = g.kh * g.kw;
+    int64_t ci[NR], ki[NR], kj[NR];
+    for (int jj = 0; jj < nj; jj++) {
+      const int64_t kk = j0 + jj;
+      ci[jj] = kk / khw; ki[jj] = (kk % khw) / g.kw; kj[jj] = kk % g.kw;
+    }
+    for (int64_t k = 0; k < kc; k += W) {
+      const int64_t p = k0 + k, oh = p / g.OW, ow = p % g.OW;
+      for (int jb = 0; jb < NR; jb += W) {
+        V v[W];
+        for (int i = 0; i < W; i++) {
+          const int jj = jb + i;
+          v[i] = vzero();
+          if (jj >= nj) continue;
+          const int64_t ih = oh * g.sh - g.ph + ki[jj] * g.dh;
+          if (ih < 0 || ih >= g.H) continue;
+          const float* row = x + (ci[jj] * g.H + ih) * g.W;
+          const int64_t iw0 = ow - g.pw + kj[jj] * g.dw;
+          if (iw0 >= 0 && iw0 + W <= g.W) { v[i] = vload(row + iw0); continue; }
+          alignas(64) float tmp[W];   // a run that crosses the padding (the plane's edge columns)
+          for (int t = 0; t < W; t++) tmp[t] = (iw0 + t >= 0 && iw0 + t < g.W) ? row[iw0 + t] : 0.0f;
+          v[i] = vload(tmp);
+        }
+        vtranspose(v);
+        for (int t = 0; t < W; t++) vstore(dst + (k + t) * NR + jb, v[t]);
+      }
+    }
+  }
+#endif
+  void pack_columns(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const {
     const int64_t khw = g.kh * g.kw;
     for (int64_t kb = 0; kb < kc; kb += kBlock) {
       const int64_t kn = imin(kBlock, kc - kb);

@@ -33,21 +33,21 @@ static void pack_panel(const void* p, int dt, int64_t ld, bool kmajor, int64_t r
     return;
   }
   int64_t kfast = 0;   // k below this were packed by the vector transpose
-#ifdef VSS_HAS_TRANSPOSE8
-  // 8 rows x 8 k at a time, transposed in registers (rows past nr are zeros). A block narrower than 8
-  // (R = 6) stores whole vectors that spill into the next k row, written afterwards; the panel's last
-  // row gets a masked store.
-  kfast = kc / 8 * 8;
-  for (int rb = 0; rb < R; rb += 8) {
-    const int rows = imin(8, R - rb);
-    for (int64_t k = 0; k < kfast; k += 8) {
-      V v[8];
-      for (int i = 0; i < 8; i++)
-        v[i] = (i < rows && rb + i < nr) ? vload_dt_n(p, dt, (r0 + rb + i) * ld + k0 + k, 8) : vzero();
-      vtranspose8(v);
-      for (int t = 0; t < 8; t++) {
+#ifdef VSS_HAS_TRANSPOSE
+  // W rows x W k at a time, transposed in registers (rows past nr are zeros). A block narrower than W
+  // (R = 6 on AVX2, 14 on AVX-512) stores whole vectors that spill into the next k row, written
+  // afterwards; the panel's last row gets a masked store.
+  kfast = kc / W * W;
+  for (int rb = 0; rb < R; rb += W) {
+    const int rows = imin(W, R - rb);
+    for (int64_t k = 0; k < kfast; k += W) {
+      V v[W];
+      for (int i = 0; i < W; i++)
+        v[i] = (i < rows && rb + i < nr) ? vload_dt_n(p, dt, (r0 + rb + i) * ld + k0 + k, W) : vzero();
+      vtranspose(v);
+      for (int t = 0; t < W; t++) {
         float* d = dst + (k + t) * R + rb;
-        if (rows == 8 || k + t + 1 < kc) vstore(d, v[t]);
+        if (rows == W || k + t + 1 < kc) vstore(d, v[t]);
         else vstore_n(d, v[t], rows);
       }
     }
@@ -93,6 +93,67 @@ struct DensePacker final : Packer {
   }
 };
 
+#ifdef VSS_HAS_BF16_DOT
+// The bf16-compute layout of a panel (see ukernel_bf16): pair row q holds R 32-bit lanes, lane r = the two
+// bf16 of k = 2q and 2q + 1 of row r (an odd kc pads the last pair with 0). Same sources as pack_panel.
+template <int R>
+static void pack_panel_bf16(const void* p, int dt, int64_t ld, bool kmajor, int64_t r0, int nr, int64_t k0,
+                            int64_t kc, float* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  if (kmajor) {
+    for (int64_t q = 0; q < kp; q++) {
+      const int64_t k = 2 * q;
+      for (int c = 0; c < R; c += W) {
+        const int lanes = imin(W, R - c), valid = imax(0, imin(lanes, nr - c));
+        const V lo = vload_dt_n(p, dt, (k0 + k) * ld + r0 + c, valid);
+        const V hi = k + 1 < kc ? vload_dt_n(p, dt, (k0 + k + 1) * ld + r0 + c, valid) : vzero();
+        vstore_n(dst + q * R + c, _mm512_castsi512_ps(bf16_pairs(lo, hi)), lanes);
+      }
+    }
+    return;
+  }
+  // Row-major source: the pairs of a row are adjacent, so 2W consecutive k of W rows convert to W x W
+  // pairs, transposed in registers; the last < 2W k of each row go through a zero-padded buffer.
+  const int64_t kfast = kc / (2 * W) * (2 * W);
+  for (int rb = 0; rb < R; rb += W) {
+    const int rows = imin(W, R - rb);
+    for (int64_t k = 0; k < kfast; k += 2 * W) {
+      V v[W];
+      for (int i = 0; i < W; i++) {
+        if (i >= rows || rb + i >= nr) { v[i] = vzero(); continue; }
+        const int64_t base = (r0 + rb + i) * ld + k0 + k;
+        v[i] = bf16_pairs_of_run(vload_dt_n(p, dt, base, W), vload_dt_n(p, dt, base + W, W));
+      }
+      vtranspose(v);
+      for (int t = 0; t < W; t++) vstore_n(dst + (k / 2 + t) * R + rb, v[t], rows);
+    }
+    if (kfast < kc) {
+      const int n = (int)(kc - kfast), pairs = (n + 1) / 2;
+      for (int i = 0; i < rows; i++) {
+        alignas(64) float run[2 * W], out[W];
+        for (int t = 0; t < 2 * W; t++) run[t] = 0.0f;
+        if (rb + i < nr) {
+          const int64_t base = (r0 + rb + i) * ld + k0 + kfast;
+          vstore(run, vload_dt_n(p, dt, base, imin(n, W)));
+          if (n > W) vstore(run + W, vload_dt_n(p, dt, base + W, n - W));
+        }
+        vstore(out, bf16_pairs_of_run(vload(run), vload(run + W)));
+        for (int t = 0; t < pairs; t++) dst[(kfast / 2 + t) * R + rb + i] = out[t];
+      }
+    }
+  }
+}
+
+template <int R>
+struct DensePackerBf16 final : Packer {
+  const void* p; int dt; int64_t ld; bool kmajor;
+  DensePackerBf16(const void* p_, int dt_, int64_t ld_, bool kmajor_) : p(p_), dt(dt_), ld(ld_), kmajor(kmajor_) {}
+  void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const override {
+    pack_panel_bf16<R>(p, dt, ld, kmajor, r0, nr, k0, kc, dst);
+  }
+};
+#endif
+
 // C = beta·C (+ bias in every row when bias is not null); beta = 0 ignores C's old contents.
 static void scale_rows(float* C, int64_t ldc, int64_t M, int64_t N, float beta, const float* bias = nullptr) {
   for (int64_t i = 0; i < M; i++) {
@@ -109,8 +170,12 @@ constexpr int64_t kBBudget = 3 << 19;   // floats of packed B~ per chunk (6 MiB)
 // parallel=false keeps everything on the calling thread (used inside parallel regions).
 // The bias goes into each C tile right before its first micro-kernel call, while the tile is in cache
 // (filling all of C first was a pass of its own over C: ~2 % of a ViT training step).
+// Bf16: the packers write bf16 pairs (DensePackerBf16) and ukernel_bf16 runs; a KC slice then fills
+// ceil(kc / 2) rows of a panel (KC is even, so slices start on a pair).
+template <bool Bf16 = false>
 static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta, const Packer& pa,
                         const Packer& pb, float* C, int64_t ldc, bool parallel, const float* bias = nullptr) {
+  constexpr int64_t ku = Bf16 ? 2 : 1;   // k per packed row
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { scale_rows(C, ldc, M, N, beta, bias); return; }
   const int nt = parallel ? num_threads() : 1;
@@ -172,24 +237,28 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
       const bool pack_b = lazy_b && im == 0;
       float* Ap = dir ? nullptr : static_cast<float*>(scratch(SLOT_GEMM_A, (size_t)(npan_a * kc_max * MR) * sizeof(float)));
       for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = imin<int64_t>(KC, K - pc);
+        const int64_t kc = imin<int64_t>(KC, K - pc), kcu = ceil_div(kc, ku);
         for (int64_t a = 0; a < npan_a && !dir; a++) {
           int64_t i = i0 + a * MR;
-          pa.pack(i, (int)imin<int64_t>(MR, i1 - i), pc, kc, Ap + a * kc * MR);
+          pa.pack(i, (int)imin<int64_t>(MR, i1 - i), pc, kc, Ap + a * kcu * MR);
         }
         const bool add_bias = bias && pc == 0;
         const float b_eff = pc == 0 && !add_bias ? beta : 1.0f;
         for (int64_t p = p0; p < p1; p++) {
           const int64_t j = p * NR;
           const int nr = (int)imin<int64_t>(NR, nc - j);
-          float* bp = Bt + p * K * NR + pc * NR;
+          float* bp = Bt + p * K * NR + pc / ku * NR;
           if (pack_b) pb.pack(jc + j, nr, pc, kc, bp);
           float* cp = C + jc + j;
           for (int64_t a = 0; a < npan_a; a++) {
             int64_t i = i0 + a * MR;
             if (add_bias) scale_rows(cp + i * ldc, ldc, imin<int64_t>(MR, i1 - i), nr, beta, bias + jc + j);
-            ukernel(kc, dir ? pa.direct(i, pc) : Ap + a * kc * MR, bp, cp + i * ldc, ldc, alpha, b_eff,
-                    (int)imin<int64_t>(MR, i1 - i), nr);
+            const float* ap = dir ? pa.direct(i, pc) : Ap + a * kcu * MR;
+            const int mr = (int)imin<int64_t>(MR, i1 - i);
+#ifdef VSS_HAS_BF16_DOT
+            if constexpr (Bf16) { ukernel_bf16(kc, ap, bp, cp + i * ldc, ldc, alpha, b_eff, mr, nr); continue; }
+#endif
+            ukernel(kc, ap, bp, cp + i * ldc, ldc, alpha, b_eff, mr, nr);
           }
         }
       }
@@ -310,6 +379,14 @@ static void gemm_one(const GemmArgs& g, int64_t p, bool parallel) {
     gemm_small_m(g.M, g.N, g.K, g.alpha, A, g.adt, g.lda, g.transA, B, g.bdt, g.ldb, g.transB, beta, C, g.ldc, parallel);
     return;
   }
+#ifdef VSS_HAS_BF16_DOT
+  if (g.bf16_compute) {
+    DensePackerBf16<MR> pa(A, g.adt, g.lda, g.transA);
+    DensePackerBf16<NR> pb(B, g.bdt, g.ldb, !g.transB);
+    gemm_driver<true>(g.M, g.N, g.K, g.alpha, g.beta, pa, pb, g.C + p * g.strideC, g.ldc, parallel, g.bias);
+    return;
+  }
+#endif
   DensePacker<MR> pa(A, g.adt, g.lda, g.transA);
   // B~ rows are j: B stored K x N (k-major in j) or N x K when transB.
   DensePacker<NR> pb(B, g.bdt, g.ldb, !g.transB);

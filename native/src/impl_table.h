@@ -22,4 +22,9 @@ static const KernelTable kTable = {
   widen,
   narrow,
   adam_step,
+#ifdef VSS_HAS_BF16_DOT
+  true,
+#else
+  false,
+#endif
 };

@@ -11,9 +11,9 @@ VSS_INLINE __m256i tailmask(int n) {
   return _mm256_loadu_si256((const __m256i*)(kTailTable + 8 - n));
 }
 static inline V vzero() { return _mm256_setzero_ps(); }
-// In-register 8x8 transpose (used by the transposing GEMM packs instead of scalar scatters).
-#define VSS_HAS_TRANSPOSE8 1
-static inline void vtranspose8(V r[8]) {
+// In-register W x W transpose (used by the transposing GEMM packs instead of scalar scatters).
+#define VSS_HAS_TRANSPOSE 1
+static inline void vtranspose(V r[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);

@@ -25,6 +25,34 @@ static inline void vinterleave2(V a, V b, V& lo, V& hi) {
   hi = _mm512_permutex2var_ps(a, ih, b);
 }
 static inline V vloada(const float* p) { return _mm512_load_ps(p); }
+// In-register W x W (16 x 16) transpose, used by the transposing packs instead of scalar scatters.
+// Four butterfly stages (h = 8, 4, 2, 1): rows i and i + h swap their off-diagonal h x h blocks.
+#define VSS_HAS_TRANSPOSE 1
+template <int H>
+struct TransposeIndex {   // permutex2var lane sources of one butterfly stage
+  int32_t lo[16], hi[16];
+  constexpr TransposeIndex() : lo(), hi() {
+    for (int j = 0; j < 16; j++) {
+      lo[j] = (j & H) ? 16 + (j ^ H) : j;   // row i keeps its left part, takes row i+h's left part on the right
+      hi[j] = (j & H) ? 16 + j : (j ^ H);   // row i+h takes row i's right part on the left, keeps its right
+    }
+  }
+};
+template <int H>
+static inline void vtranspose_stage(V r[16]) {
+  static constexpr TransposeIndex<H> t{};
+  const __m512i ilo = _mm512_loadu_si512(t.lo), ihi = _mm512_loadu_si512(t.hi);
+  for (int i = 0; i < 16; i++) {
+    if (i & H) continue;
+    const V a = r[i], b = r[i + H];
+    r[i] = _mm512_permutex2var_ps(a, ilo, b);
+    r[i + H] = _mm512_permutex2var_ps(a, ihi, b);
+  }
+}
+static inline void vtranspose(V r[16]) {
+  vtranspose_stage<8>(r); vtranspose_stage<4>(r); vtranspose_stage<2>(r); vtranspose_stage<1>(r);
+}
+
 static inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
 VSS_INLINE __mmask16 tailmask(int n) { return (__mmask16)((n >= 16) ? 0xffff : ((1u << n) - 1)); }
 VSS_INLINE V vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps(tailmask(n), p); }
@@ -100,27 +128,8 @@ constexpr int NR = 32;
 constexpr int KC = 384;       // depth of a packed block: B micro-panel 48 KiB... see gemm notes
 constexpr int MC = 14 * 24;   // rows of a packed A block (336 x KC in L2)
 
-// acc = A~(MR x kc) * B~(kc x NR); then C[0:mr, 0:nr] = alpha*acc + beta*C (beta = 0 ignores C).
-// A~ is k-major with MR floats per k; B~ is k-major with NR floats per k (64-byte aligned).
-// alpha and beta arrive through memory (ab[0], ab[1]) and are read only after the k loop: passed in
-// registers they stay live across it and GCC spills an accumulator instead (measured: 2x slower).
-static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
-                              int64_t ldc, const float* ab, int mr, int nr) {
-  __m512 c[MR][2];
-#pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
-  for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < kc; k++) {
-    __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
-#pragma GCC unroll 14
-    for (int i = 0; i < MR; i++) {
-      __m512 a = _mm512_set1_ps(A[i]);
-      c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
-      c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
-    }
-    A += MR; B += NR;
-  }
+// C[0:mr, 0:nr] = alpha*acc + beta*C (beta = 0 ignores C), the end of both micro-kernels.
+VSS_INLINE void ukernel_store(__m512 (&c)[MR][2], float* C, int64_t ldc, const float* ab, int mr, int nr) {
   const float alpha = ab[0], beta = ab[1];
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   if (nr == NR) {
@@ -163,8 +172,83 @@ static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float
   }
 }
 
+
+// acc = A~(MR x kc) * B~(kc x NR); then C[0:mr, 0:nr] = alpha*acc + beta*C (beta = 0 ignores C).
+// A~ is k-major with MR floats per k; B~ is k-major with NR floats per k (64-byte aligned).
+// alpha and beta arrive through memory (ab[0], ab[1]) and are read only after the k loop: passed in
+// registers they stay live across it and GCC spills an accumulator instead (measured: 2x slower).
+static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
+                              int64_t ldc, const float* ab, int mr, int nr) {
+  __m512 c[MR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
+  for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      __m512 a = _mm512_set1_ps(A[i]);
+      c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
+      c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+    }
+    A += MR; B += NR;
+  }
+  ukernel_store(c, C, ldc, ab, mr, nr);
+}
+
 static inline void ukernel(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha, float beta,
                            int mr, int nr) {
   const float ab[2] = {alpha, beta};
   ukernel_ab(kc, A, B, C, ldc, ab, mr, nr);
 }
+
+#ifdef __AVX512BF16__
+// bf16 compute (AVX512-BF16, an opt-in of gemm): operands rounded to bf16 while packing, k taken in pairs —
+// each 32-bit element of a packed panel holds (k, k+1) as two bf16 — and VDPBF16PS adds both products of
+// a pair to the f32 accumulators: twice the multiply-adds per instruction of the f32 kernel, f32 sums.
+#define VSS_HAS_BF16_DOT 1
+// lane r of the result = bf16(lo[r]) | bf16(hi[r]) << 16 (round to nearest even)
+struct PairIndex {   // 16-bit lanes: 0, 16, 1, 17, … (interleaves the two halves)
+  int16_t w[32];
+  constexpr PairIndex() : w() {
+    for (int r = 0; r < 16; r++) { w[2 * r] = (int16_t)r; w[2 * r + 1] = (int16_t)(16 + r); }
+  }
+};
+static inline __m512i bf16_pairs(V lo, V hi) {
+  static constexpr PairIndex idx{};
+  // cvtne2ps puts bf16(lo) in the low 16 words, bf16(hi) in the high 16
+  return _mm512_permutexvar_epi16(_mm512_loadu_si512(idx.w), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+// 32 consecutive k of one row (lo = the first 16) as 16 pairs
+static inline V bf16_pairs_of_run(V lo, V hi) { return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo)); }
+
+// Same contract as ukernel_ab with A~, B~ packed as bf16 pairs: ceil(kc / 2) pair rows of MR / NR lanes.
+static inline void ukernel_bf16_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
+                                   int64_t ldc, const float* ab, int mr, int nr) {
+  __m512 c[MR][2];
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
+  for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
+  const int32_t* Ap = reinterpret_cast<const int32_t*>(A);
+  const int64_t kp = (kc + 1) / 2;
+#pragma GCC unroll 2
+  for (int64_t q = 0; q < kp; q++) {
+    const __m512bh b0 = (__m512bh)_mm512_load_si512(B), b1 = (__m512bh)_mm512_load_si512(B + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(Ap[i]);
+      c[i][0] = _mm512_dpbf16_ps(c[i][0], a, b0);
+      c[i][1] = _mm512_dpbf16_ps(c[i][1], a, b1);
+    }
+    Ap += MR; B += NR;
+  }
+  ukernel_store(c, C, ldc, ab, mr, nr);
+}
+static inline void ukernel_bf16(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha,
+                                float beta, int mr, int nr) {
+  const float ab[2] = {alpha, beta};
+  ukernel_bf16_ab(kc, A, B, C, ldc, ab, mr, nr);
+}
+#endif
+

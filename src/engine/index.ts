@@ -3,7 +3,10 @@ export { Tensor, type Shape, type TensorLike, contiguousStrides, numelOf, sameSh
 export { type DType, DTYPES, itemSize, isFloat, isHalf } from './dtype.js';
 export { noGrad, withGrad, isGradEnabled, type GradFn } from './autograd.js';
 export { Rng, type RngState, manualSeed, getDefaultRng } from './rng.js';
-export { setBackend, backendName, nativeAvailable, type BackendName } from './backend/index.js';
+export {
+  setBackend, backendName, nativeAvailable, setMatmulPrecision, getMatmulPrecision, type BackendName,
+  type MatmulPrecision,
+} from './backend/index.js';
 
 export {
   tensor, fromTypedArray, full, zeros, ones, zerosLike, onesLike, fullLike, arange, linspace, eye,

@@ -4,7 +4,7 @@
  */
 import type { Kernels } from './kernels.js';
 import { jsKernels } from './js/index.js';
-import { loadNativeKernels } from './native.js';
+import { loadNativeKernels, nativeMatmulPrecision, setNativeMatmulPrecision } from './native.js';
 
 export type BackendName = 'js' | 'native';
 
@@ -42,5 +42,29 @@ export function setBackend(name: BackendName): void {
 }
 
 export function backendName(): BackendName { return K.name; }
+
+export type MatmulPrecision = 'f32' | 'bf16';
+
+/**
+ * How matrix products (matmul, bmm, linear) multiply: 'f32' (the default) or 'bf16' — operands rounded to
+ * bfloat16, products summed in f32, about twice the f32 speed on CPUs with AVX512-BF16 and a relative error
+ * of a few 1e-3 (bench/RESULTS.md). Process-wide, like PyTorch's set_float32_matmul_precision. Convolutions,
+ * attention and products with ≤ 4 rows stay f32. Throws, naming the reason, where bf16 cannot run: the JS
+ * backend, a CPU without AVX512-BF16, or the avx2/portable kernel path.
+ */
+export function setMatmulPrecision(precision: MatmulPrecision): void {
+  if (precision !== 'f32' && precision !== 'bf16') {
+    throw new Error(`matmul precision must be "f32" or "bf16", got ${JSON.stringify(precision)}`);
+  }
+  if (precision === 'bf16' && K.name !== 'native') {
+    throw new Error('bf16 matmul is not available: it needs the native backend (active: js)');
+  }
+  if (nativeBackend()) setNativeMatmulPrecision(precision);
+}
+
+/** The precision matrix products run at now (always 'f32' on the JS backend). */
+export function getMatmulPrecision(): MatmulPrecision {
+  return K.name === 'native' ? nativeMatmulPrecision() : 'f32';
+}
 export function nativeAvailable(): boolean { return nativeBackend() !== null; }
 export { jsKernels };

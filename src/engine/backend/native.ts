@@ -59,6 +59,8 @@ interface Addon {
   opCounts(): [number, number];
   simdSelfTestFailure(): string | null;
   setConvWinograd?(on: boolean): boolean;
+  setMatmulPrecision?(precision: string): void;
+  getMatmulPrecision?(): 'f32' | 'bf16';
   mapFile?(file: string): ArrayBuffer | null;
   releasePages?(buf: ArrayBuffer, byteOffset: number, byteLength: number): number;
 }
@@ -135,6 +137,27 @@ export function releaseMappedPages(buf: ArrayBuffer, byteOffset: number, byteLen
 export function setConvWinograd(on: boolean): boolean {
   const a = load();
   return a?.setConvWinograd ? a.setConvWinograd(on) : false;
+}
+
+/**
+ * Switch the addon's GEMM between f32 and bf16 products (see setMatmulPrecision in backend/index.ts).
+ * Throws with the reason when bf16 cannot run here.
+ */
+export function setNativeMatmulPrecision(precision: 'f32' | 'bf16'): void {
+  const a = load();
+  if (!a) {
+    if (precision === 'f32') return;
+    throw new Error('bf16 matmul is not available: the native addon is not loaded');
+  }
+  if (!a.setMatmulPrecision) {
+    if (precision === 'f32') return;
+    throw new Error('bf16 matmul is not available: this build of vss_native predates it (rebuild: npm install)');
+  }
+  a.setMatmulPrecision(precision);
+}
+
+export function nativeMatmulPrecision(): 'f32' | 'bf16' {
+  return load()?.getMatmulPrecision?.() ?? 'f32';
 }
 
 /** Threads the addon's pool uses (1 when the addon is not loaded). */
