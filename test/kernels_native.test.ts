@@ -116,6 +116,8 @@ const CONV_CASES: ConvCase[] = [
   // through the padding, several K slices; vertical stride and dilation)
   { N: 2, C: 5, H: 20, W: 32, O: 9, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
   { N: 1, C: 3, H: 11, W: 48, O: 5, kh: 3, kw: 3, sh: 2, sw: 1, ph: 2, pw: 2, dh: 2, dw: 2, g: 1 },
+  // a weight gradient of ≥ 64K elements: its final transpose is split over threads
+  { N: 1, C: 96, H: 8, W: 8, O: 96, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
   ...WINOGRAD_CASES,
 ];
 function convDims(c: ConvCase) {

@@ -119,65 +119,88 @@ struct Im2colChunkPacker final : Packer {
   }
 };
 
-// B operand of the weight-gradient GEMM: element (k = output pixel, j = (c, ki, kj)) = x[c, ih, iw] or 0.
-// With stride 1 and rows of output pixels a whole number of vectors, W pixels x W columns at a time: each
-// column's W pixels are one run of an input row (a vector load), and a register transpose turns them into
-// W k-rows of the panel. Otherwise (and for a slice's last pixels) column by column in blocks of kBlock
-// pixels: one block of the panel (kBlock rows of NR floats) stays in L1 while its NR columns are written; a
-// column's whole kc run would evict the panel's lines between columns and cost a refill per element.
+// A operand of the weight-gradient GEMM: element (r = (c, ki, kj), k = output pixel) = x[c, ih, iw] or 0, in
+// R-tall panels. With stride 1 and rows of output pixels a whole number of vectors, W pixels x W rows at a
+// time: each row's W pixels are one run of an input row (a vector load), and a register transpose turns
+// them into W k-rows of the panel. Otherwise (and for a slice's last pixels) row by row in blocks of kBlock
+// pixels, so one block of the panel stays in L1 while its R rows are written.
+template <int R>
 struct Im2colTPacker final : Packer {
   const float* x; ConvGeom g;
-  static constexpr int64_t kBlock = 128;   // 128 rows x 64 B = 8 KiB of the panel
-  void pack(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const override {
+  static constexpr int64_t kBlock = 128;
+  void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const override {
     int64_t kfast = 0;
 #ifdef VSS_HAS_TRANSPOSE
     if (g.sw == 1 && g.OW % W == 0 && k0 % W == 0) {
       kfast = kc / W * W;
-      pack_runs(j0, nj, k0, kfast, dst);
+      pack_runs(r0, nr, k0, kfast, kc, dst);
     }
 #endif
-    if (kfast < kc) pack_columns(j0, nj, k0 + kfast, kc - kfast, dst + kfast * NR);
+    if (kfast < kc) pack_rows(r0, nr, k0 + kfast, kc - kfast, dst + kfast * R);
   }
 #ifdef VSS_HAS_TRANSPOSE
-  // kc and k0 multiples of W; every group of W pixels then lies in one output row.
-  void pack_runs(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const {
+  // Pixels [k0, k0 + kn) with k0, kn multiples of W (every group of W pixels then lies in one output row);
+  // kc is the panel's whole depth. Per block of W rows: each row's pixels are first copied in memory order
+  // into an L1 buffer (reading the W rows' sources group by group hopped between channel planes and was
+  // latency-bound), then W x W blocks are transposed in registers into the panel. A block narrower than W
+  // (R = 14, 6) stores whole vectors that spill into the next k row, written afterwards; only the panel's
+  // last row needs a masked store.
+  void pack_runs(int64_t r0, int nr, int64_t k0, int64_t kn, int64_t kc, float* dst) const {
     const int64_t khw = g.kh * g.kw;
-    int64_t ci[NR], ki[NR], kj[NR];
-    for (int jj = 0; jj < nj; jj++) {
-      const int64_t kk = j0 + jj;
-      ci[jj] = kk / khw; ki[jj] = (kk % khw) / g.kw; kj[jj] = kk % g.kw;
-    }
-    for (int64_t k = 0; k < kc; k += W) {
-      const int64_t p = k0 + k, oh = p / g.OW, ow = p % g.OW;
-      for (int jb = 0; jb < NR; jb += W) {
-        V v[W];
-        for (int i = 0; i < W; i++) {
-          const int jj = jb + i;
-          v[i] = vzero();
-          if (jj >= nj) continue;
-          const int64_t ih = oh * g.sh - g.ph + ki[jj] * g.dh;
-          if (ih < 0 || ih >= g.H) continue;
-          const float* row = x + (ci[jj] * g.H + ih) * g.W;
-          const int64_t iw0 = ow - g.pw + kj[jj] * g.dw;
-          if (iw0 >= 0 && iw0 + W <= g.W) { v[i] = vload(row + iw0); continue; }
-          alignas(64) float tmp[W];   // a run that crosses the padding (the plane's edge columns)
-          for (int t = 0; t < W; t++) tmp[t] = (iw0 + t >= 0 && iw0 + t < g.W) ? row[iw0 + t] : 0.0f;
-          v[i] = vload(tmp);
+    for (int rb = 0; rb < R; rb += W) {
+      const int rows = imin(W, R - rb);
+      // rows past the block (R = 14 in 16 lanes) only reach lanes that are overwritten or masked: left as is
+      alignas(64) float stage[W][kStage];
+      for (int64_t kb = 0; kb < kn; kb += kStage) {
+        const int64_t kl = imin(kStage, kn - kb);
+        for (int i = 0; i < rows; i++) {
+          float* st = stage[i];
+          const int rr = rb + i;
+          if (rr >= nr) { for (int64_t t = 0; t < kl; t += W) vstore(st + t, vzero()); continue; }
+          const int64_t kk = r0 + rr, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
+          for (int64_t t = 0; t < kl;) {   // one output row's part at a time
+            const int64_t p = k0 + kb + t, oh = p / g.OW, ow = p % g.OW, len = imin(kl - t, g.OW - ow);
+            const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+            float* d = st + t;
+            if (ih < 0 || ih >= g.H) {
+              for (int64_t u = 0; u < len; u += W) vstore(d + u, vzero());
+            } else {
+              const float* row = x + (c * g.H + ih) * g.W;
+              const int64_t iw0 = ow - g.pw + kj * g.dw;
+              const int64_t lo = imin(len, imax<int64_t>(0, -iw0)), hi = imax(lo, imin(len, g.W - iw0));
+              int64_t u = 0;
+              for (; u < lo; u++) d[u] = 0.0f;
+              for (; u + W <= hi; u += W) vstore(d + u, vload(row + iw0 + u));
+              for (; u < hi; u++) d[u] = row[iw0 + u];
+              for (; u < len; u++) d[u] = 0.0f;
+            }
+            t += len;
+          }
         }
-        vtranspose(v);
-        for (int t = 0; t < W; t++) vstore(dst + (k + t) * NR + jb, v[t]);
+        for (int64_t t0 = 0; t0 < kl; t0 += W) {
+          V v[W];
+          for (int i = 0; i < W; i++) v[i] = i < rows ? vload(stage[i] + t0) : vzero();
+          vtranspose(v);
+          const int64_t k = kb + t0;
+          for (int t = 0; t < W; t++) {
+            float* d = dst + (k + t) * R + rb;
+            if (rows == W || k + t + 1 < kc) vstore(d, v[t]);
+            else vstore_n(d, v[t], rows);
+          }
+        }
       }
     }
   }
+  static constexpr int64_t kStage = 384;   // pixels per row staged at once (W rows: 24 KiB at W = 16)
 #endif
-  void pack_columns(int64_t j0, int nj, int64_t k0, int64_t kc, float* dst) const {
+  void pack_rows(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const {
     const int64_t khw = g.kh * g.kw;
     for (int64_t kb = 0; kb < kc; kb += kBlock) {
       const int64_t kn = imin(kBlock, kc - kb);
-      for (int jj = 0; jj < NR; jj++) {
-        float* d = dst + kb * NR + jj;
-        if (jj >= nj) { for (int64_t k = 0; k < kn; k++) d[k * NR] = 0.0f; continue; }
-        const int64_t kk = j0 + jj, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
+      for (int rr = 0; rr < R; rr++) {
+        float* d = dst + kb * R + rr;
+        if (rr >= nr) { for (int64_t k = 0; k < kn; k++) d[k * R] = 0.0f; continue; }
+        const int64_t kk = r0 + rr, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
         const float* xc = x + c * g.H * g.W;
         const int64_t p = k0 + kb;
         int64_t oh = p / g.OW, ow = p % g.OW;
@@ -186,13 +209,13 @@ struct Im2colTPacker final : Packer {
           const int64_t len = imin<int64_t>(kn - k, g.OW - ow);
           const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
           if (ih < 0 || ih >= g.H) {
-            for (int64_t t = 0; t < len; t++) d[(k + t) * NR] = 0.0f;
+            for (int64_t t = 0; t < len; t++) d[(k + t) * R] = 0.0f;
           } else {
             const float* row = xc + ih * g.W;
             const int64_t iw0 = ow * g.sw - g.pw + kj * g.dw;
             for (int64_t t = 0; t < len; t++) {
               const int64_t iw = iw0 + t * g.sw;
-              d[(k + t) * NR] = (iw >= 0 && iw < g.W) ? row[iw] : 0.0f;
+              d[(k + t) * R] = (iw >= 0 && iw < g.W) ? row[iw] : 0.0f;
             }
           }
           k += len; ow = 0; oh++;
@@ -422,6 +445,38 @@ static void conv2d_bwd_input(const ConvArgs& a) {
   }
 }
 
+// dst (cols x rows) = srcᵀ for a dense src (rows x cols): W x W blocks through registers, split over
+// threads by blocks of columns (element by element, the strided walk of a 5760 x 640 gradient cost as
+// much as a third of its product).
+static void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst, bool parallel) {
+  auto cols_block = [&](int64_t c0, int64_t c1) {
+    int64_t rfast = 0;
+#ifdef VSS_HAS_TRANSPOSE
+    rfast = rows / W * W;
+    const int64_t cfast = c0 + (c1 - c0) / W * W;
+    for (int64_t c = c0; c < cfast; c += W)
+      for (int64_t r = 0; r < rfast; r += W) {
+        V v[W];
+        for (int i = 0; i < W; i++) v[i] = vload(src + (r + i) * cols + c);
+        vtranspose(v);
+        for (int t = 0; t < W; t++) vstore(dst + (c + t) * rows + r, v[t]);
+      }
+    for (int64_t c = cfast; c < c1; c++)
+      for (int64_t r = 0; r < rfast; r++) dst[c * rows + r] = src[r * cols + c];
+#endif
+    for (int64_t c = c0; c < c1; c++)
+      for (int64_t r = rfast; r < rows; r++) dst[c * rows + r] = src[r * cols + c];
+  };
+  const int64_t blocks = ceil_div(cols, (int64_t)W);
+  if (!parallel || num_threads() <= 1 || rows * cols < (1 << 16)) { cols_block(0, cols); return; }
+  par_range(blocks, rows * W, [&](int64_t b0, int64_t b1) { cols_block(b0 * W, imin(cols, b1 * W)); });
+}
+
+// gw[g] (Og x Kc) = Σ_n gy[n,g] (Og x P) · im2col(x[n,g])ᵀ, computed transposed: gw[g]ᵀ (Kc x Og) =
+// Σ_n im2col(x[n,g]) · gy[n,g]ᵀ in a scratch buffer, then transposed into gw. The long im2col operand is
+// then the A side, packed per KC slice into a buffer that stays in L2 (as B it was one large buffer
+// written out and read back: a fifth of the time), and Kc (1152 at 128 channels) fills the micro-panels
+// where Og (128) left a 2-row one. Images accumulate in order (beta = 1 after the first).
 static void conv2d_bwd_weight(const ConvArgs& a) {
   const int64_t OH = (a.H + 2 * a.ph - a.dh * (a.kh - 1) - 1) / a.sh + 1;
   const int64_t OW = (a.W + 2 * a.pw - a.dw * (a.kw - 1) - 1) / a.sw + 1;
@@ -431,24 +486,21 @@ static void conv2d_bwd_weight(const ConvArgs& a) {
   if (OH <= 0 || OW <= 0 || a.N <= 0) { for (int64_t i = 0; i < total; i++) a.out[i] = 0.0f; return; }
   const int64_t P = OH * OW;
   const ConvGeom geom{Cg, a.H, a.W, OH, OW, a.kh, a.kw, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw};
-  // gw[g] accumulates image after image (beta = 1 after the first): a fixed order.
   run_items(a.groups, 2.0 * Og * Kc * P * a.N, [&](int64_t g, bool par) {
-    float* gw = a.out + g * Og * Kc;
+    float* gwt = static_cast<float*>(scratch(SLOT_OP0, (size_t)(Kc * Og) * sizeof(float)));
     for (int64_t n = 0; n < a.N; n++) {
       const float* gy = a.gy + (n * a.O + g * Og) * P;
       const float* x = a.x + (n * a.C + g * Cg) * a.H * a.W;
-      DensePacker<MR> pg(gy, DT_F32, P, false);             // A (i = o, k = pixel) = gy[o, p]
-      // packed once per image: the driver would transpose gy again for every NC chunk of gw's columns
-      // (K = pixels is long, so chunks are narrow: a dozen re-packs on a 128² plane)
-      const PrepackedA pa = prepack_a(pg, Og, P, SLOT_OP1);
+      DensePacker<NR> pb(gy, DT_F32, P, false);             // B (k = pixel, j = o) = gy[o, p]
       const float beta = n == 0 ? 0.0f : 1.0f;
       if (conv_is_pointwise(a)) {
-        DensePacker<NR> pb(x, DT_F32, a.H * a.W, false);  // B (k = pixel, j = c) = x[c, p]
-        gemm_driver(Og, Kc, P, 1.0f, beta, pa, pb, gw, Kc, par);
+        DensePacker<MR> pa(x, DT_F32, a.H * a.W, false);  // A (i = c, k = pixel) = x[c, p]
+        gemm_driver(Kc, Og, P, 1.0f, beta, pa, pb, gwt, Og, par);
       } else {
-        Im2colTPacker pb; pb.x = x; pb.g = geom;
-        gemm_driver(Og, Kc, P, 1.0f, beta, pa, pb, gw, Kc, par);
+        Im2colTPacker<MR> pa; pa.x = x; pa.g = geom;
+        gemm_driver(Kc, Og, P, 1.0f, beta, pa, pb, gwt, Og, par);
       }
     }
+    transpose_into(gwt, Kc, Og, a.out + g * Og * Kc, par);
   });
 }
