@@ -31,12 +31,13 @@ function optimizerStep(optimizer: Optimizer<any>, lossOf: () => Tensor): void {
 
 /**
  * A U-Net step takes seconds: a few timed steps after one warm-up (which also allocates AdamW's moments).
- * A ViT step takes a third of a second, and V8 is still compiling the engine's JS after one: three
- * warm-up steps, then five timed (the peer gets the same).
+ * A ViT step takes a fifth of a second, and V8 keeps optimising the engine's JS for its first ~25 steps
+ * (1 thread, AVX-512 VM: 200–230 ms at steps 2–6, 171–179 ms from step 26 on), so the rows measure the
+ * steady state a training run spends its time in: 20 warm-up steps, then 10 timed (the peer gets the same).
  */
 function stepTiming(quick: boolean, model: 'unet' | 'vit'): Partial<TimeOptions> {
   if (quick) return { reps: 2, minTime: 0, warmup: 1 };
-  return model === 'unet' ? { reps: 3, minTime: 0, warmup: 1 } : { reps: 5, minTime: 0, warmup: 3 };
+  return model === 'unet' ? { reps: 3, minTime: 0, warmup: 1 } : { reps: 10, minTime: 0, warmup: 20 };
 }
 
 // ------------------------------------------------------------------------------------ DDPM U-Net
