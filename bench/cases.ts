@@ -18,6 +18,8 @@ export interface Ctx {
   api: EngineApi | null;
   /** the modules the training rows use (null: they did not load, or no training row runs) */
   train: TrainingApi | null;
+  /** the addon's GEMM precision switch (null: the addon is not loaded) */
+  setMatmulPrecision: ((precision: 'f32' | 'bf16') => void) | null;
 }
 
 export interface Prepared {
@@ -48,6 +50,8 @@ export interface Case {
   items?: number;
   /** print the spot check's result under the row, described so (not only a failure) */
   checkLabel?: string;
+  /** the largest check result that is not a failure (default 1e-3) */
+  checkLimit?: number;
   /** overrides of the default timing options */
   timing?: Partial<TimeOptions>;
   /** only run with this many threads (the dispatch rows: 1) */
@@ -149,11 +153,58 @@ function halfGemmCase(M: number, N: number, Kd: number, half: HalfKind): Case {
   };
 }
 
+/**
+ * bf16 compute (setMatmulPrecision('bf16'): AVX512-BF16's VDPBF16PS, operands rounded to bf16 while
+ * packing, products summed in f32). The peer is the same product in f32, so ratio = f32 time / bf16 time;
+ * the check is the error the option costs, ‖C_bf16 − C_f32‖ / ‖C_f32‖ over the whole result.
+ */
+function bf16ComputeCase(M: number, N: number, Kd: number): Case {
+  const product = ({ K }: Ctx) => {
+    const A = filled(M * Kd, 1), B = filled(Kd * N, 2), C = new Float32Array(M * N);
+    return { C, run: () => K.gemm(false, false, M, N, Kd, 1, A, 'f32', Kd, 0, B, 'f32', N, 0, 0, C, N, 0, 1) };
+  };
+  const precision = (ctx: Ctx) => {
+    if (!ctx.setMatmulPrecision) throw new Error('the native addon is not loaded');
+    return ctx.setMatmulPrecision;
+  };
+  return {
+    id: `gemm_NN_${M}x${N}x${Kd}_bf16compute`,
+    group: 'half',
+    label: `sgemm NN ${M}×${N}×${Kd}, bf16 compute`,
+    quick: true,
+    flops: 2 * M * N * Kd,
+    checkLabel: 'relative error vs the f32 product (‖C_bf16 − C_f32‖ / ‖C_f32‖)',
+    checkLimit: 1e-2,   // bf16 keeps 8 significant bits: ~2e-3 on these products
+    vss: (ctx) => {
+      const set = precision(ctx), p = product(ctx);
+      set('bf16');   // fails here, with the reason, where bf16 cannot run
+      set('f32');
+      return {
+        run: () => { set('bf16'); try { p.run(); } finally { set('f32'); } },
+        check: () => {
+          const bf = p.C.slice();
+          p.run();
+          let num = 0, den = 0;
+          for (let i = 0; i < bf.length; i++) { num += (bf[i]! - p.C[i]!) ** 2; den += p.C[i]! ** 2; }
+          return Math.sqrt(num / den);
+        },
+      };
+    },
+    peer: { kind: 'vss', name: 'VSS f32', prepare: (ctx) => ({ run: product(ctx).run }) },
+  };
+}
+
 /** Stable Diffusion's projection shapes, M×N×K: tokens × out × in. */
 const HALF_GEMM_SHAPES: Array<[number, number, number]> = [
   [4096, 320, 320],
   [4096, 1280, 320],
   [1024, 640, 640],
+];
+const BF16_COMPUTE_SHAPES: Array<[number, number, number]> = [
+  [1024, 1024, 1024],
+  [4096, 1280, 320],
+  [4096, 320, 1280],
+  [256, 1280, 1280],
 ];
 
 // --------------------------------------------------------------------------------------------- conv
@@ -477,5 +528,6 @@ export function allCases(quick = false): Case[] {
   for (const [M, N, K] of HALF_GEMM_SHAPES) {
     for (const half of ['f16', 'bf16'] as const) cases.push(halfGemmCase(M, N, K, half));
   }
+  for (const [M, N, K] of BF16_COMPUTE_SHAPES) cases.push(bf16ComputeCase(M, N, K));
   return cases;
 }

@@ -104,7 +104,7 @@ interface Row {
   unit: string;
   flops: number | null;
   bytes: number | null;
-  vss: (Side & { check_rel_err: number | null }) | null;
+  vss: (Side & { check_rel_err: number | null; check_limit: number }) | null;
   vss_error: string | null;
   peer_name: string | null;
   peer: (Side & { max_rss_mib?: number }) | null;
@@ -168,7 +168,7 @@ function fmtRate(r: number | null, unit: string): string {
 
 function rowLine(r: Row): string {
   const v = r.vss, p = r.peer;
-  const bad = v?.check_rel_err != null && !(v.check_rel_err <= CHECK_LIMIT) ? ' (WRONG)' : '';
+  const bad = v?.check_rel_err != null && !(v.check_rel_err <= v.check_limit) ? ' (WRONG)' : '';
   return tableLine([
     r.label + bad,
     String(r.threads),
@@ -233,7 +233,9 @@ async function main(): Promise<void> {
     train = r.train;
     if (r.error) note(`VSS training rows skipped: ${r.error}`);
   }
-  const ctx: Ctx | null = vss ? { K: vss.backend.K, api, train } : null;
+  const ctx: Ctx | null = vss
+    ? { K: vss.backend.K, api, train, setMatmulPrecision: vss.native?.setNativeMatmulPrecision ?? null }
+    : null;
 
   // ---- peers
   let blasBin: string | null = null;
@@ -357,7 +359,7 @@ async function main(): Promise<void> {
           row.vss_error = shortErr(e);
         }
         const t = acrossRounds(vssRounds);
-        if (!row.vss_error) row.vss = { ...t, rate: rateOf(c, t), check_rel_err: err };
+        if (!row.vss_error) row.vss = { ...t, rate: rateOf(c, t), check_rel_err: err, check_limit: c.checkLimit ?? CHECK_LIMIT };
       }
       if (peerRounds.length && !row.peer_error) {
         const t = acrossRounds(peerRounds.map((r) => ({ ...r, p10_s: r.p10_s ?? r.min_s, p90_s: r.p90_s ?? r.max_s })));
@@ -383,7 +385,7 @@ async function main(): Promise<void> {
       if (row.peer_error) console.log(`    peer error: ${row.peer_error}`);
       if (row.params) console.log(`    ${paramsLine(row.params, row.peer_name ?? 'peer')}`);
       if (c.checkLabel && row.vss?.check_rel_err != null) console.log(`    ${c.checkLabel}: ${row.vss.check_rel_err.toExponential(2)}`);
-      if (row.vss?.check_rel_err != null && !(row.vss.check_rel_err <= CHECK_LIMIT)) {
+      if (row.vss?.check_rel_err != null && !(row.vss.check_rel_err <= row.vss.check_limit)) {
         console.log(`    VSS spot check failed: relative error ${row.vss.check_rel_err.toExponential(2)}`);
       }
     }

@@ -18,6 +18,8 @@ export interface NativeModule {
   /** the SIMD path in use ('avx512' | 'avx2' | 'portable'), null when the addon is not loaded */
   cpuFeatures?: () => string | null;
   setSimdPath?: (path: 'avx512' | 'avx2' | 'portable') => boolean;
+  /** f32 or bf16 products in the GEMM; throws, naming the reason, where bf16 cannot run */
+  setNativeMatmulPrecision?: (precision: 'f32' | 'bf16') => void;
 }
 
 /** The slice of the public op API that the dispatch row uses. */
