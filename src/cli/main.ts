@@ -2,7 +2,9 @@
 import { registerPlotCommand } from './plot.js';
 import { Command } from 'commander';
 import os from 'node:os';
-import { backendName, nativeAvailable, randn, Rng, matmul, noGrad } from '../engine/index.js';
+import {
+  backendName, getMatmulPrecision, nativeAvailable, randn, Rng, matmul, noGrad, setMatmulPrecision, type MatmulPrecision,
+} from '../engine/index.js';
 import { cpuFeatures, getNumThreads } from '../engine/backend/native.js';
 import { registerInfoCommand } from './info.js';
 import { registerDataCommand } from './data.js';
@@ -20,10 +22,24 @@ function engineInfo(): Record<string, unknown> {
     nativeAddon: native ? 'loaded' : 'not available (pure TypeScript kernels)',
     simd: native ? cpuFeatures() : 'n/a',
     threads: native ? getNumThreads() : 1,
+    matmul: `${getMatmulPrecision()} (bf16: ${bf16Availability()})`,
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: os.availableParallelism(),
     node: process.version,
   };
+}
+
+/** Whether --matmul bf16 can run here: 'available', or why not (the setting is left as it was). */
+function bf16Availability(): string {
+  const was = getMatmulPrecision();
+  try {
+    setMatmulPrecision('bf16');
+    return 'available';
+  } catch (e) {
+    return (e as Error).message.replace(/^bf16 matmul is not available: /, 'not available: ');
+  } finally {
+    setMatmulPrecision(was);
+  }
 }
 
 /** A quick sgemm throughput check: n×n×n products, median of a few runs. */
@@ -50,7 +66,15 @@ export async function main(argv: string[]): Promise<void> {
     .name('vss')
     .description('The Visual Sovereignty Stack: image generation written from first principles')
     .option('--verbose', 'show stack traces on errors')
-    .showHelpAfterError();
+    .option('--matmul <precision>', 'matrix products in "f32" (default) or "bf16": operands rounded to bfloat16, '
+      + 'f32 sums, ~2x faster on CPUs with AVX512-BF16, ~2e-3 relative error')
+    .showHelpAfterError()
+    .hook('preAction', (cmd) => {
+      const { matmul: precision } = cmd.opts<{ matmul?: string }>();
+      if (precision === undefined) return;
+      if (precision !== 'f32' && precision !== 'bf16') throw new Error(`--matmul must be "f32" or "bf16", got "${precision}"`);
+      setMatmulPrecision(precision as MatmulPrecision);
+    });
 
   const engine = program.command('engine').description('the tensor engine: backend, kernels, threads');
   engine
