@@ -6,6 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -41,6 +43,16 @@ test('--matmul bf16 runs the GEMM check where bf16 is available, and names the r
   if (status === 'available') {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^sgemm 64³ on native: /);
+    // a generated image records the precision its bits depend on
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vss-matmul-'));
+    try {
+      const out = path.join(dir, 'x.png');
+      const g = vss(['--matmul', 'bf16', 'generate', 'a sneaker', '--steps', '2', '--seed', '1', '--no-progress', '-o', out]);
+      assert.equal(g.code, 0, g.stderr);
+      assert.match(vss(['info', out]).stdout, /^Matmul\s+bf16$/m);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   } else {
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /bf16 matmul is not available: /);

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Command, Option } from 'commander';
 import sharp from 'sharp';
-import { type Tensor, fromTypedArray } from '../engine/index.js';
+import { type Tensor, fromTypedArray, getMatmulPrecision } from '../engine/index.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import {
   type GenerationParameters, type Pixels, denoisingStrip, pickEvenly, pixelsToFloat, saveImage, tensorToPixels,
@@ -229,6 +229,7 @@ async function generate(promptArg: string | undefined, flags: GenerateFlags, cmd
   if (initImage) params.extra!['Denoising strength'] = String(flags.strength ?? (mask ? 1 : 0.8));
   if (mask) params.extra!['Mask'] = path.basename(flags.mask!);
   if (flags.initLatents) params.extra!['Init latents'] = path.basename(flags.initLatents);
+  if (getMatmulPrecision() !== 'f32') params.extra!.Matmul = getMatmulPrecision();   // the bits depend on it
   const files = outputFiles(flags.output, batch);
   const pictures = tensorToPixels(result.images!, { range: 'unit' });
   for (let i = 0; i < files.length; i++) {

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Rng, type Tensor } from '../engine/index.js';
+import { Rng, type Tensor, getMatmulPrecision } from '../engine/index.js';
 import { type GenerationParameters, type Pixels, denoisingStrip, makeGrid, pickEvenly, saveImage, scaleNearest, tensorToPixels } from '../image/index.js';
 import { ClassConditionalPipeline, type ClassifierGradient } from '../pipelines/class_conditional.js';
 import { Progress, formatDuration } from '../train/progress.js';
@@ -135,6 +135,7 @@ export async function generateClassConditional(modelDir: string, prompt: string,
   if (flags.eta !== undefined) params.extra!.Eta = String(flags.eta);
   if (classifierGuidance) { params.extra!['Classifier guidance'] = String(classifierGuidance.scale); params.extra!.Classifier = path.basename(flags.classifier!); }
   if (flags.upscale > 1) params.extra!.Upscale = `${flags.upscale}x nearest`;
+  if (getMatmulPrecision() !== 'f32') params.extra!.Matmul = getMatmulPrecision();   // the bits depend on it
 
   const pictures = tensorToPixels(images, { range: 'signed' }).map((p) => (flags.upscale > 1 ? scaleNearest(p, flags.upscale) : p));
   const stem = stemOf(flags.output);
