@@ -116,6 +116,10 @@ const CONV_CASES: ConvCase[] = [
   // through the padding, several K slices; vertical stride and dilation)
   { N: 2, C: 5, H: 20, W: 32, O: 9, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
   { N: 1, C: 3, H: 11, W: 48, O: 5, kh: 3, kw: 3, sh: 2, sw: 1, ph: 2, pw: 2, dh: 2, dw: 2, g: 1 },
+  // stride 1, ≤ 128 output channels on a wide plane: the weight gradient as shifted GEMMs (padded-frame
+  // packing; several KC slices, dilation, groups, two images)
+  { N: 2, C: 6, H: 9, W: 128, O: 10, kh: 3, kw: 3, sh: 1, sw: 1, ph: 2, pw: 1, dh: 2, dw: 1, g: 2 },
+  { N: 1, C: 40, H: 5, W: 64, O: 33, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
   // a weight gradient of ≥ 64K elements: its final transpose is split over threads
   { N: 1, C: 96, H: 8, W: 8, O: 96, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, dh: 1, dw: 1, g: 1 },
   ...WINOGRAD_CASES,
@@ -774,6 +778,10 @@ function determinism(path: string): void {
       const gx2 = new Float32Array(2 * 16 * 25 * 25);  // strided: col2im path
       nk.conv2dBackwardInput(randn(2 * 24 * 13 * 13), w, 'f32', 2, 16, 25, 25, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, gx2);
       out.push(y, gx, gw, gx2);
+      // a wide plane with few output channels: the shifted-GEMM weight gradient (tasks per tap and panel)
+      const xw = randn(2 * 20 * 6 * 64), gyw = randn(2 * 40 * 6 * 64), gww = new Float32Array(40 * 20 * 9);
+      nk.conv2dBackwardWeight(xw, gyw, 2, 20, 6, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, gww);
+      out.push(gww);
       // large plane, N = 1: pixel chunks split over threads
       const xb = randn(6 * 37 * 41), wbig = randn(10 * 6 * 9), gyb = randn(10 * 37 * 41);
       const yb = new Float32Array(10 * 37 * 41), gxb = new Float32Array(xb.length);

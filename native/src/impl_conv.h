@@ -472,6 +472,128 @@ static void transpose_into(const float* src, int64_t rows, int64_t cols, float* 
   par_range(blocks, rows * W, [&](int64_t b0, int64_t b1) { cols_block(b0 * W, imin(cols, b1 * W)); });
 }
 
+#ifdef VSS_HAS_TRANSPOSE
+// Packs rows [0, nrows) (nrows <= R) x depth [0, kc) of an operand into one k-major panel of R lanes per k,
+// given fill(i, k0, row, n): row i's n values from depth k0 on, into row[] (a contiguous L1 buffer). W rows x
+// W depth at a time go through a register transpose; rows past nrows are zeros.
+template <int R, class Fill>
+static void pack_staged(int nrows, int64_t kc, float* dst, Fill fill) {
+  constexpr int64_t kChunk = 384;
+  alignas(64) float stage[W][kChunk];
+  for (int rb = 0; rb < R; rb += W) {
+    const int rows = imin(W, R - rb), live = imin(rows, imax(0, nrows - rb));
+    for (int64_t kb = 0; kb < kc; kb += kChunk) {
+      const int64_t kl = imin(kChunk, kc - kb), kr = round_up(kl, W);
+      for (int i = 0; i < live; i++) {
+        fill(rb + i, kb, stage[i], kl);
+        for (int64_t t = kl; t < kr; t++) stage[i][t] = 0.0f;
+      }
+      for (int64_t t0 = 0; t0 < kl; t0 += W) {
+        V v[W];
+        for (int i = 0; i < W; i++) v[i] = i < live ? vload(stage[i] + t0) : vzero();
+        vtranspose(v);
+        const int64_t k = kb + t0;
+        for (int t = 0; t < W && k + t < kc; t++) {
+          float* d = dst + (k + t) * R + rb;
+          // a narrower first block (R < W) spills into the next k row, which it writes afterwards
+          if (rows == W || (rb == 0 && k + t + 1 < kc)) vstore(d, v[t]);
+          else vstore_n(d, v[t], rows);
+        }
+      }
+    }
+  }
+}
+// Stride-1 weight gradient without im2col. In the zero-padded input's flat pixel index (row stride
+// Wp = W + 2·pw), output pixel q = oh·Wp + ow reads tap (ki, kj) at q + δ, δ = ki·dh·Wp + kj·dw, so
+//   gw[:, :, ki, kj] (Og x Cg) = Σ_q gy'[:, q] · xpad[:, q + δ]ᵀ
+// where gy' is gy spread over rows of Wp (zeros in the columns past OW: Wp/OW more multiply-adds). Per KC
+// slice of q, gy' is packed once (MR-row panels) and xpad once over the slice plus the largest shift
+// (NR-channel panels, k-major); each tap's GEMM reads the packed x δ rows further on. Every input element is
+// packed about once instead of kh·kw times, which pays where im2col's packing outweighs its use: few output
+// channels (each packed element is used Og times) on wide planes (few padded columns). Per slice the panels
+// are packed in parallel, then the (tap, channel panel) products run, each C element by one task, slices in
+// order (the same bits at any thread count).
+static inline bool wgrad_shifted_pays(const ConvArgs& a, int64_t OW) {
+  const int64_t Og = a.O / a.groups;
+  return a.sh == 1 && a.sw == 1 && a.kh * a.kw > 1 && Og <= 128 && (a.W + 2 * a.pw) * 25 <= OW * 26;
+}
+static void conv2d_bwd_weight_shifted(const ConvArgs& a, int64_t OH, int64_t OW) {
+  const int64_t Cg = a.C / a.groups, Og = a.O / a.groups, taps = a.kh * a.kw;
+  const int64_t Wp = a.W + 2 * a.pw, Kq = OH * Wp;
+  const int64_t reach = (a.kh - 1) * a.dh * Wp + (a.kw - 1) * a.dw;
+  const int64_t npa = ceil_div(Og, MR), npb = ceil_div(Cg, NR), kc_max = imin<int64_t>(Kq, KC);
+  const int64_t kb_max = kc_max + reach;
+  float* T = static_cast<float*>(scratch(SLOT_OP0, (size_t)(taps * Og * Cg) * sizeof(float)));   // [tap][o][c]
+  float* Ap = static_cast<float*>(scratch(SLOT_OP1, (size_t)(npa * kc_max * MR) * sizeof(float)));
+  float* Bp = static_cast<float*>(scratch(SLOT_OP2, (size_t)(npb * kb_max * NR) * sizeof(float)));
+  for (int64_t g = 0; g < a.groups; g++) {
+    for (int64_t n = 0; n < a.N; n++) {
+      const float* gy = a.gy + (n * a.O + g * Og) * OH * OW;
+      const float* x = a.x + (n * a.C + g * Cg) * a.H * a.W;
+      for (int64_t pc = 0; pc < Kq; pc += KC) {
+        const int64_t kc = imin<int64_t>(KC, Kq - pc), kb = kc + reach;
+        // gy'[o, q]: runs of one output row, zeros past OW
+        auto fill_gy = [&](int64_t o, int64_t k0, float* row, int64_t nk) {
+          for (int64_t t = 0; t < nk;) {
+            const int64_t q = pc + k0 + t, oh = q / Wp, ow = q % Wp, len = imin(nk - t, Wp - ow);
+            const int64_t valid = oh < OH ? imax<int64_t>(0, imin(len, OW - ow)) : 0;
+            const float* src = gy + o * OH * OW + oh * OW + ow;
+            for (int64_t u = 0; u < valid; u++) row[t + u] = src[u];
+            for (int64_t u = valid; u < len; u++) row[t + u] = 0.0f;
+            t += len;
+          }
+        };
+        // xpad[c, q']: runs of one padded input row
+        auto fill_x = [&](int64_t c, int64_t k0, float* row, int64_t nk) {
+          for (int64_t t = 0; t < nk;) {
+            const int64_t q = pc + k0 + t, hp = q / Wp, wp = q % Wp, len = imin(nk - t, Wp - wp);
+            const int64_t ih = hp - a.ph, iw0 = wp - a.pw;
+            if (ih < 0 || ih >= a.H) { for (int64_t u = 0; u < len; u++) row[t + u] = 0.0f; t += len; continue; }
+            const float* src = x + (c * a.H + ih) * a.W;
+            const int64_t lo = imin(len, imax<int64_t>(0, -iw0)), hi = imax(lo, imin(len, a.W - iw0));
+            int64_t u = 0;
+            for (; u < lo; u++) row[t + u] = 0.0f;
+            for (; u < hi; u++) row[t + u] = src[iw0 + u];
+            for (; u < len; u++) row[t + u] = 0.0f;
+            t += len;
+          }
+        };
+        auto pack = [&](int64_t i, int) {   // the larger x panels first, so the threads finish together
+          if (i < npb) {
+            const int64_t c0 = i * NR;
+            pack_staged<NR>((int)imin<int64_t>(NR, Cg - c0), kb, Bp + i * kb * NR,
+                            [&](int64_t r, int64_t k0, float* row, int64_t nk) { fill_x(c0 + r, k0, row, nk); });
+          } else {
+            const int64_t o0 = (i - npb) * MR;
+            pack_staged<MR>((int)imin<int64_t>(MR, Og - o0), kc, Ap + (i - npb) * kc * MR,
+                            [&](int64_t r, int64_t k0, float* row, int64_t nk) { fill_gy(o0 + r, k0, row, nk); });
+          }
+        };
+        const bool par = num_threads() > 1;
+        if (par) par_for(npa + npb, pack); else for (int64_t i = 0; i < npa + npb; i++) pack(i, 0);
+        const float beta = n == 0 && pc == 0 ? 0.0f : 1.0f;
+        auto product = [&](int64_t task, int) {
+          const int64_t t = task / npb, p = task % npb;
+          const int64_t delta = (t / a.kw) * a.dh * Wp + (t % a.kw) * a.dw;
+          const int nr = (int)imin<int64_t>(NR, Cg - p * NR);
+          float* C = T + t * Og * Cg + p * NR;
+          for (int64_t i = 0; i < npa; i++)
+            ukernel(kc, Ap + i * kc * MR, Bp + p * kb * NR + delta * NR, C + i * MR * Cg, Cg, 1.0f, beta,
+                    (int)imin<int64_t>(MR, Og - i * MR), nr);
+        };
+        if (par) par_for(taps * npb, product); else for (int64_t i = 0; i < taps * npb; i++) product(i, 0);
+      }
+    }
+    float* gw = a.out + g * Og * Cg * taps;   // [o][c][tap]
+    par_range(Og, Cg * taps, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; o++)
+        for (int64_t c = 0; c < Cg; c++)
+          for (int64_t t = 0; t < taps; t++) gw[(o * Cg + c) * taps + t] = T[(t * Og + o) * Cg + c];
+    });
+  }
+}
+#endif
+
 // gw[g] (Og x Kc) = Σ_n gy[n,g] (Og x P) · im2col(x[n,g])ᵀ, computed transposed: gw[g]ᵀ (Kc x Og) =
 // Σ_n im2col(x[n,g]) · gy[n,g]ᵀ in a scratch buffer, then transposed into gw. The long im2col operand is
 // then the A side, packed per KC slice into a buffer that stays in L2 (as B it was one large buffer
@@ -485,6 +607,9 @@ static void conv2d_bwd_weight(const ConvArgs& a) {
   if (total <= 0) return;
   if (OH <= 0 || OW <= 0 || a.N <= 0) { for (int64_t i = 0; i < total; i++) a.out[i] = 0.0f; return; }
   const int64_t P = OH * OW;
+#ifdef VSS_HAS_TRANSPOSE
+  if (wgrad_shifted_pays(a, OW)) { conv2d_bwd_weight_shifted(a, OH, OW); return; }
+#endif
   const ConvGeom geom{Cg, a.H, a.W, OH, OW, a.kh, a.kw, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw};
   run_items(a.groups, 2.0 * Og * Kc * P * a.N, [&](int64_t g, bool par) {
     float* gwt = static_cast<float*>(scratch(SLOT_OP0, (size_t)(Kc * Og) * sizeof(float)));
