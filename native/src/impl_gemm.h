@@ -84,15 +84,6 @@ struct Packer {
   }
 };
 
-template <int R>
-struct DensePacker final : Packer {
-  const void* p; int dt; int64_t ld; bool kmajor;
-  DensePacker(const void* p_, int dt_, int64_t ld_, bool kmajor_) : p(p_), dt(dt_), ld(ld_), kmajor(kmajor_) {}
-  void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const override {
-    pack_panel<R>(p, dt, ld, kmajor, r0, nr, k0, kc, dst);
-  }
-};
-
 #ifdef VSS_HAS_BF16_DOT
 // The bf16-compute layout of a panel (see ukernel_bf16): pair row q holds R 32-bit lanes, lane r = the two
 // bf16 of k = 2q and 2q + 1 of row r (an odd kc pads the last pair with 0). Same sources as pack_panel.
@@ -144,15 +135,21 @@ static void pack_panel_bf16(const void* p, int dt, int64_t ld, bool kmajor, int6
   }
 }
 
-template <int R>
-struct DensePackerBf16 final : Packer {
+#endif
+
+// Bf16: the bf16-pair layout (only where the path has the bf16 dot product).
+template <int R, bool Bf16 = false>
+struct DensePacker final : Packer {
   const void* p; int dt; int64_t ld; bool kmajor;
-  DensePackerBf16(const void* p_, int dt_, int64_t ld_, bool kmajor_) : p(p_), dt(dt_), ld(ld_), kmajor(kmajor_) {}
+  DensePacker(const void* p_, int dt_, int64_t ld_, bool kmajor_) : p(p_), dt(dt_), ld(ld_), kmajor(kmajor_) {}
   void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const override {
-    pack_panel_bf16<R>(p, dt, ld, kmajor, r0, nr, k0, kc, dst);
+#ifdef VSS_HAS_BF16_DOT
+    if constexpr (Bf16) { pack_panel_bf16<R>(p, dt, ld, kmajor, r0, nr, k0, kc, dst); return; }
+#endif
+    pack_panel<R>(p, dt, ld, kmajor, r0, nr, k0, kc, dst);
   }
 };
-#endif
+
 
 // C = beta·C (+ bias in every row when bias is not null); beta = 0 ignores C's old contents.
 static void scale_rows(float* C, int64_t ldc, int64_t M, int64_t N, float beta, const float* bias = nullptr) {
@@ -170,7 +167,7 @@ constexpr int64_t kBBudget = 3 << 19;   // floats of packed B~ per chunk (6 MiB)
 // parallel=false keeps everything on the calling thread (used inside parallel regions).
 // The bias goes into each C tile right before its first micro-kernel call, while the tile is in cache
 // (filling all of C first was a pass of its own over C: ~2 % of a ViT training step).
-// Bf16: the packers write bf16 pairs (DensePackerBf16) and ukernel_bf16 runs; a KC slice then fills
+// Bf16: the packers write bf16 pairs (DensePacker<R, true>) and ukernel_bf16 runs; a KC slice then fills
 // ceil(kc / 2) rows of a panel (KC is even, so slices start on a pair).
 template <bool Bf16 = false>
 static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta, const Packer& pa,
@@ -381,8 +378,8 @@ static void gemm_one(const GemmArgs& g, int64_t p, bool parallel) {
   }
 #ifdef VSS_HAS_BF16_DOT
   if (g.bf16_compute) {
-    DensePackerBf16<MR> pa(A, g.adt, g.lda, g.transA);
-    DensePackerBf16<NR> pb(B, g.bdt, g.ldb, !g.transB);
+    DensePacker<MR, true> pa(A, g.adt, g.lda, g.transA);
+    DensePacker<NR, true> pb(B, g.bdt, g.ldb, !g.transB);
     gemm_driver<true>(g.M, g.N, g.K, g.alpha, g.beta, pa, pb, g.C + p * g.strideC, g.ldc, parallel, g.bias);
     return;
   }

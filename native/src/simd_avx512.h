@@ -120,6 +120,12 @@ constexpr int NR = 32;
 constexpr int KC = 384;       // depth of a packed block: B micro-panel 48 KiB... see gemm notes
 constexpr int MC = 14 * 24;   // rows of a packed A block (336 x KC in L2)
 
+// Zeroed accumulators, and C's rows on their way into the cache: the start of both micro-kernels.
+VSS_INLINE void ukernel_start(__m512 (&c)[MR][2], const float* C, int64_t ldc) {
+#pragma GCC unroll 14
+  for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
+  for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
+}
 // C[0:mr, 0:nr] = alpha*acc + beta*C (beta = 0 ignores C), the end of both micro-kernels.
 VSS_INLINE void ukernel_store(__m512 (&c)[MR][2], float* C, int64_t ldc, const float* ab, int mr, int nr) {
   const float alpha = ab[0], beta = ab[1];
@@ -172,9 +178,7 @@ VSS_INLINE void ukernel_store(__m512 (&c)[MR][2], float* C, int64_t ldc, const f
 static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
                               int64_t ldc, const float* ab, int mr, int nr) {
   __m512 c[MR][2];
-#pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
-  for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
+  ukernel_start(c, C, ldc);
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; k++) {
     __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
@@ -219,9 +223,7 @@ static inline V bf16_pairs_of_run(V lo, V hi) { return _mm512_castsi512_ps((__m5
 static inline void ukernel_bf16_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
                                    int64_t ldc, const float* ab, int mr, int nr) {
   __m512 c[MR][2];
-#pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
-  for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
+  ukernel_start(c, C, ldc);
   const int32_t* Ap = reinterpret_cast<const int32_t*>(A);
   const int64_t kp = (kc + 1) / 2;
 #pragma GCC unroll 2
