@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -884,16 +885,18 @@ const char* bf16_unavailable() {
 #if defined(__x86_64__) || defined(_M_X64)
   if (!__builtin_cpu_supports("avx512bf16")) return "this CPU has no AVX512-BF16";
 #endif
-  // the product check runs once per kernel path (its answer cannot change)
+  // the product check runs once per kernel path (its answer cannot change); worker threads may ask too
+  static std::mutex lock;
   static const KernelTable* checked = nullptr;
   static const char* verdict = nullptr;
+  std::lock_guard<std::mutex> guard(lock);
   if (checked == g_table) return verdict;
-  checked = g_table;
   verdict = bf16_self_test();
+  checked = g_table;
   return verdict;
 }
 const char* bf16_self_test() {
-  static float A[37 * 53], B[53 * 45], C1[37 * 45], C2[37 * 45];
+  float A[37 * 53], B[53 * 45], C1[37 * 45], C2[37 * 45];
   uint32_t s = 777;
   auto rnd = [&s]() { s = s * 1664525u + 1013904223u; return (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f; };
   for (float& v : A) v = rnd();

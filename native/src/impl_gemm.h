@@ -134,7 +134,6 @@ static void pack_panel_bf16(const void* p, int dt, int64_t ld, bool kmajor, int6
     }
   }
 }
-
 #endif
 
 // Bf16: the bf16-pair layout (only where the path has the bf16 dot product).
@@ -149,7 +148,6 @@ struct DensePacker final : Packer {
     pack_panel<R>(p, dt, ld, kmajor, r0, nr, k0, kc, dst);
   }
 };
-
 
 // C = beta·C (+ bias in every row when bias is not null); beta = 0 ignores C's old contents.
 static void scale_rows(float* C, int64_t ldc, int64_t M, int64_t N, float beta, const float* bias = nullptr) {
