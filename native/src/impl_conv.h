@@ -184,7 +184,7 @@ struct Im2colTPacker final : Packer {
           const int64_t k = kb + t0;
           for (int t = 0; t < W; t++) {
             float* d = dst + (k + t) * R + rb;
-            if (rows == W || k + t + 1 < kc) vstore(d, v[t]);
+            if (rows == W || (rb == 0 && k + t + 1 < kc)) vstore(d, v[t]);
             else vstore_n(d, v[t], rows);
           }
         }

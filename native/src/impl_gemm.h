@@ -34,9 +34,9 @@ static void pack_panel(const void* p, int dt, int64_t ld, bool kmajor, int64_t r
   }
   int64_t kfast = 0;   // k below this were packed by the vector transpose
 #ifdef VSS_HAS_TRANSPOSE
-  // W rows x W k at a time, transposed in registers (rows past nr are zeros). A block narrower than W
-  // (R = 6 on AVX2, 14 on AVX-512) stores whole vectors that spill into the next k row, written
-  // afterwards; the panel's last row gets a masked store.
+  // W rows x W k at a time, transposed in registers (rows past nr are zeros). A first block narrower than
+  // W (R = 6 on AVX2, 14 on AVX-512) stores whole vectors that spill into the next k row, written
+  // afterwards; the panel's last row (and any later narrow block) gets masked stores.
   kfast = kc / W * W;
   for (int rb = 0; rb < R; rb += W) {
     const int rows = imin(W, R - rb);
@@ -47,7 +47,7 @@ static void pack_panel(const void* p, int dt, int64_t ld, bool kmajor, int64_t r
       vtranspose(v);
       for (int t = 0; t < W; t++) {
         float* d = dst + (k + t) * R + rb;
-        if (rows == W || k + t + 1 < kc) vstore(d, v[t]);
+        if (rows == W || (rb == 0 && k + t + 1 < kc)) vstore(d, v[t]);
         else vstore_n(d, v[t], rows);
       }
     }
