@@ -15,6 +15,7 @@
 #include <new>
 #include <string>
 #include <utility>
+#include <vector>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -68,24 +69,37 @@ double rel_err(const float* a, const float* b, size_t n) {
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
+// Largest relative error of t's GEMM (bf16 products when asked) against the portable f32 one, over all four
+// transposes of an M x N x K product of seeded values in [-1, 1).
+double gemm_vs_portable(const KernelTable* t, int64_t M, int64_t N, int64_t K, uint32_t seed, bool bf16) {
+  std::vector<float> A(M * K), B(K * N), C1(M * N), C2(M * N);
+  auto rnd = [&seed]() { seed = seed * 1664525u + 1013904223u; return (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f; };
+  for (float& v : A) v = rnd();
+  for (float& v : B) v = rnd();
+  double worst = 0;
+  for (int tr = 0; tr < 4; tr++) {
+    GemmArgs g{};
+    g.transA = tr & 1; g.transB = tr & 2; g.M = M; g.N = N; g.K = K; g.alpha = 0.5f; g.beta = 0.0f;
+    g.A = A.data(); g.adt = DT_F32; g.lda = g.transA ? M : K; g.B = B.data(); g.bdt = DT_F32; g.ldb = g.transB ? K : N;
+    g.C = C1.data(); g.ldc = N; g.batch = 1; g.bf16_compute = bf16;
+    t->gemm(g);
+    g.C = C2.data(); g.bf16_compute = false;
+    table_portable()->gemm(g);
+    worst = std::max(worst, rel_err(C1.data(), C2.data(), (size_t)(M * N)));
+  }
+  return worst;
+}
+
 const char* self_test(const KernelTable* t) {
   const KernelTable* p = table_portable();
   if (t == p) return nullptr;
-  float A[61 * 45], B[45 * 70], C1[61 * 70], C2[61 * 70];
+  // edge tiles in M and N, K within one KC block
+  if (gemm_vs_portable(t, 61, 70, 45, 12345, false) > 1e-5) return "gemm";
+  float A[61 * 45], B[45 * 70], C1[61 * 70], C2[61 * 70];   // inputs and outputs of the checks below
   uint32_t s = 12345;
   auto rnd = [&s]() { s = s * 1664525u + 1013904223u; return (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f; };
   for (float& v : A) v = rnd();
   for (float& v : B) v = rnd();
-  for (int tr = 0; tr < 4; tr++) {  // all transposes, edge tiles in M and N, K over one KC block
-    GemmArgs g{};
-    g.transA = tr & 1; g.transB = tr & 2; g.M = 61; g.N = 70; g.K = 45; g.alpha = 0.5f; g.beta = 0.0f;
-    g.A = A; g.adt = DT_F32; g.lda = g.transA ? 61 : 45; g.B = B; g.bdt = DT_F32; g.ldb = g.transB ? 45 : 70;
-    g.C = C1; g.ldc = 70; g.batch = 1;
-    t->gemm(g);
-    g.C = C2;
-    p->gemm(g);
-    if (rel_err(C1, C2, 61 * 70) > 1e-5) return "gemm";
-  }
   uint16_t h[64];
   float w1[64], w2[64];
   for (int dt = DT_F16; dt <= DT_BF16; dt++) {
@@ -896,22 +910,8 @@ const char* bf16_unavailable() {
   return verdict;
 }
 const char* bf16_self_test() {
-  float A[37 * 53], B[53 * 45], C1[37 * 45], C2[37 * 45];
-  uint32_t s = 777;
-  auto rnd = [&s]() { s = s * 1664525u + 1013904223u; return (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f; };
-  for (float& v : A) v = rnd();
-  for (float& v : B) v = rnd();
-  for (int tr = 0; tr < 4; tr++) {   // all transposes, odd K (a half-empty last pair), edge tiles
-    GemmArgs g{};
-    g.transA = tr & 1; g.transB = tr & 2; g.M = 37; g.N = 45; g.K = 53; g.alpha = 1.0f; g.beta = 0.0f;
-    g.A = A; g.adt = DT_F32; g.lda = g.transA ? 37 : 53; g.B = B; g.bdt = DT_F32; g.ldb = g.transB ? 53 : 45;
-    g.C = C1; g.ldc = 45; g.batch = 1; g.bf16_compute = true;
-    g_table->gemm(g);
-    g.C = C2; g.bf16_compute = false;
-    table_portable()->gemm(g);
-    if (rel_err(C1, C2, 37 * 45) > 1e-2) return "the bf16 GEMM failed its self-test against f32";
-  }
-  return nullptr;
+  // odd K (a half-empty last pair), edge tiles
+  return gemm_vs_portable(g_table, 37, 45, 53, 777, true) > 1e-2 ? "the bf16 GEMM failed its self-test against f32" : nullptr;
 }
 // setMatmulPrecision('f32' | 'bf16'): how gemm multiplies (process-wide, like PyTorch's
 // set_float32_matmul_precision); throws, naming the reason, when bf16 cannot run here.

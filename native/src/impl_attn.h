@@ -63,35 +63,13 @@ constexpr int64_t kSmallAttn = 32;
 
 static inline bool attn_is_small(const AttnArgs& a) { return a.Lq <= kSmallAttn && a.Lk <= kSmallAttn; }
 
-// dst [n][ldd] = srcᵀ for src [L][n] (row stride ld), zeros in the padding columns L..ldd (ldd a whole number
-// of vectors). Blocks of W x W go through registers: element by element, the gathers from rows far apart
-// took 40 % of the short-sequence backward.
-static inline void small_transpose(const float* src, int64_t ld, int64_t L, int64_t n, float* dst, int64_t ldd) {
-  int64_t dfast = 0;
-#ifdef VSS_HAS_TRANSPOSE
-  dfast = n / W * W;
-  for (int64_t l0 = 0; l0 < ldd; l0 += W) {
-    for (int64_t d0 = 0; d0 < dfast; d0 += W) {
-      V v[W];
-      for (int i = 0; i < W; i++) v[i] = l0 + i < L ? vload(src + (l0 + i) * ld + d0) : vzero();
-      vtranspose(v);
-      for (int t = 0; t < W; t++) vstore(dst + (d0 + t) * ldd + l0, v[t]);
-    }
-  }
-#endif
-  for (int64_t d = dfast; d < n; d++) {
-    for (int64_t l = 0; l < L; l++) dst[d * ldd + l] = src[l * ld + d];
-    for (int64_t l = L; l < ldd; l++) dst[d * ldd + l] = 0.0f;
-  }
-}
-
 // Kᵀ of one (batch, head), [D][Lkp] with Lkp = Lk rounded up to whole vectors (zeros past Lk): a score
 // row is then Σ_d q[d]·Kᵀ[d] in a few vector accumulators, no horizontal sums.
 static inline int64_t attn_small_lkp(const AttnArgs& a) { return round_up(a.Lk, W); }
 static inline float* attn_small_kt(const AttnArgs& a, const float* K, int64_t ldk) {
   const int64_t Lkp = attn_small_lkp(a);
   float* kt = static_cast<float*>(scratch(SLOT_OP5, (size_t)(a.D * Lkp) * sizeof(float)));
-  small_transpose(K, ldk, a.Lk, a.D, kt, Lkp);
+  transpose_padded(K, ldk, a.Lk, a.D, kt, Lkp, Lkp);
   return kt;
 }
 
@@ -217,20 +195,34 @@ static void small_pv_rows(int64_t rows, const float* p, int64_t ldp, int64_t L, 
   for (; i < rows; i++) small_pv_rows_r<1>(p + i * ldp, ldp, L, M, ldm, n, inv ? inv + i : nullptr, out + i * ldo, ldo);
 }
 
-// Per head: all Lq × Lk scores as one small product against Kᵀ, each row finished and exponentiated, then
-// O = diag(1/l) · P · V as one small product.
 // Asks for the rows of the next head while this one is computed: a head's rows are short runs far apart
 // (token-major [B, L, H, D] memory: 128 bytes every 512 at D = 32), too few to train the hardware
 // prefetcher, and in a training step they come from memory (2x the warm time without this).
-static inline void prefetch_rows(const float* p, int64_t rows, int64_t ld, int64_t n) {
+// Write = 1 for rows about to be written.
+template <int Write>
+VSS_INLINE void prefetch_head(const float* base, const AttnLayout& s, int64_t b, int64_t h, int64_t rows, int64_t n) {
+  const float* p = base + head_at(s, b, h);
   for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < n; c += 16) __builtin_prefetch(p + r * ld + c);
+    for (int64_t c = 0; c < n; c += 16) __builtin_prefetch(p + r * s.l + c, Write);
 }
-static inline void prefetch_rows_w(float* p, int64_t rows, int64_t ld, int64_t n) {   // rows about to be written
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < n; c += 16) __builtin_prefetch(p + r * ld + c, 1);
+// Head bh's operands of a forward (q, k, v read, o written) or backward pass (also out, gout read; gq, gk,
+// gv written).
+template <bool Backward>
+VSS_INLINE void prefetch_next_head(const AttnArgs& a, int64_t bh) {
+  const int64_t b = bh / a.H, h = bh % a.H;
+  prefetch_head<0>(a.q, a.sq, b, h, a.Lq, a.D);
+  prefetch_head<0>(a.k, a.sk, b, h, a.Lk, a.D);
+  prefetch_head<0>(a.v, a.sv, b, h, a.Lk, a.Dv);
+  if (!Backward) { prefetch_head<1>(a.o, a.so, b, h, a.Lq, a.Dv); return; }
+  prefetch_head<0>(a.out, a.so, b, h, a.Lq, a.Dv);
+  prefetch_head<0>(a.gout, a.sgo, b, h, a.Lq, a.Dv);
+  prefetch_head<1>(a.gq, a.sgq, b, h, a.Lq, a.D);
+  prefetch_head<1>(a.gk, a.sgk, b, h, a.Lk, a.D);
+  prefetch_head<1>(a.gv, a.sgv, b, h, a.Lk, a.Dv);
 }
 
+// Per head: all Lq × Lk scores as one small product against Kᵀ, each row finished and exponentiated, then
+// O = diag(1/l) · P · V as one small product.
 static void attn_forward_small(const AttnArgs& a) {
   const int64_t D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
   par_range(a.B * a.H, Lq * Lk * (D + Dv), [&](int64_t bh0, int64_t bh1) {
@@ -240,13 +232,7 @@ static void attn_forward_small(const AttnArgs& a) {
     const int64_t ldq = a.sq.l, ldv = a.sv.l, ldo = a.so.l;
     for (int64_t bh = bh0; bh < bh1; bh++) {
       const int64_t b = bh / a.H, h = bh % a.H;
-      if (bh + 1 < bh1) {
-        const int64_t b1 = (bh + 1) / a.H, h1 = (bh + 1) % a.H;
-        prefetch_rows(a.q + head_at(a.sq, b1, h1), Lq, ldq, D);
-        prefetch_rows(a.k + head_at(a.sk, b1, h1), Lk, a.sk.l, D);
-        prefetch_rows(a.v + head_at(a.sv, b1, h1), Lk, ldv, Dv);
-        prefetch_rows_w(a.o + head_at(a.so, b1, h1), Lq, ldo, Dv);
-      }
+      if (bh + 1 < bh1) prefetch_next_head<false>(a, bh + 1);
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
       const float* kt = attn_small_kt(a, a.k + head_at(a.sk, b, h), a.sk.l);
       small_dots(Lq, a.q + head_at(a.sq, b, h), ldq, kt, Lkp, D, S, Lkp);
@@ -289,17 +275,7 @@ static void attn_backward_small(const AttnArgs& a) {
     const V vscale = vset1(a.scale);
     for (int64_t bh = bh0; bh < bh1; bh++) {
       const int64_t b = bh / a.H, h = bh % a.H;
-      if (bh + 1 < bh1) {
-        const int64_t b1 = (bh + 1) / a.H, h1 = (bh + 1) % a.H;
-        prefetch_rows(a.q + head_at(a.sq, b1, h1), Lq, ldq, D);
-        prefetch_rows(a.k + head_at(a.sk, b1, h1), Lk, ldk, D);
-        prefetch_rows(a.v + head_at(a.sv, b1, h1), Lk, ldv, Dv);
-        prefetch_rows(a.out + head_at(a.so, b1, h1), Lq, ldo, Dv);
-        prefetch_rows(a.gout + head_at(a.sgo, b1, h1), Lq, ldgo, Dv);
-        prefetch_rows_w(a.gq + head_at(a.sgq, b1, h1), Lq, a.sgq.l, D);
-        prefetch_rows_w(a.gk + head_at(a.sgk, b1, h1), Lk, a.sgk.l, D);
-        prefetch_rows_w(a.gv + head_at(a.sgv, b1, h1), Lk, a.sgv.l, Dv);
-      }
+      if (bh + 1 < bh1) prefetch_next_head<true>(a, bh + 1);
       const float* Q = a.q + head_at(a.sq, b, h);
       const float* K = a.k + head_at(a.sk, b, h);
       const float* Vv = a.v + head_at(a.sv, b, h);
@@ -308,7 +284,7 @@ static void attn_backward_small(const AttnArgs& a) {
       const float* lse = a.lse + bh * Lq;
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
       const float* kt = attn_small_kt(a, K, ldk);
-      small_transpose(Vv, ldv, Lk, Dv, vt, Lkp);
+      transpose_padded(Vv, ldv, Lk, Dv, vt, Lkp, Lkp);
       small_dots(Lq, Q, ldq, kt, Lkp, D, Pm, Lkp);
       small_dots(Lq, dO, ldgo, vt, Lkp, Dv, dSm, Lkp);   // dP
       for (int64_t q = 0; q < Lq; q++) {
@@ -327,8 +303,8 @@ static void attn_backward_small(const AttnArgs& a) {
           vstore(ds + j * W, vsel(veq(pv, vzero()), vzero(), vmul(vmul(pv, vsub(dp, delta)), vscale)));
         }
       }
-      small_transpose(Pm, Lkp, Lq, Lk, Pt, Lqp);
-      small_transpose(dSm, Lkp, Lq, Lk, dSt, Lqp);
+      transpose_padded(Pm, Lkp, Lq, Lk, Pt, Lqp, Lqp);
+      transpose_padded(dSm, Lkp, Lq, Lk, dSt, Lqp, Lqp);
       small_pv_rows(Lq, dSm, Lkp, Lk, K, ldk, D, nullptr, a.gq + head_at(a.sgq, b, h), a.sgq.l);
       small_pv_rows(Lk, dSt, Lqp, Lq, Q, ldq, D, nullptr, a.gk + head_at(a.sgk, b, h), a.sgk.l);
       small_pv_rows(Lk, Pt, Lqp, Lq, dO, ldgo, Dv, nullptr, a.gv + head_at(a.sgv, b, h), a.sgv.l);

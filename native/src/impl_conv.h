@@ -14,6 +14,16 @@ struct ConvGeom {
   int64_t kh, kw, sh, sw, ph, pw, dh, dw;
 };
 
+// d[0, len) = row[iw0, iw0 + len) of an input row W floats long, 0 where that falls in the padding.
+static inline void padded_run(const float* row, int64_t W_in, int64_t iw0, int64_t len, float* d) {
+  const int64_t lo = imin(len, imax<int64_t>(0, -iw0)), hi = imax(lo, imin(len, W_in - iw0));
+  int64_t t = 0;
+  for (; t < lo; t++) d[t] = 0.0f;
+  for (; t + W <= hi; t += W) vstore(d + t, vload(row + iw0 + t));
+  for (; t < hi; t++) d[t] = row[iw0 + t];
+  for (; t < len; t++) d[t] = 0.0f;
+}
+
 // B operand of the forward GEMM: element (k = (c, ki, kj), j = output pixel) = x[c, ih, iw] or 0.
 struct Im2colPacker final : Packer {
   const float* x; ConvGeom g;
@@ -53,11 +63,7 @@ struct Im2colPacker final : Packer {
         const float* row = xc + ih * g.W;
         const int64_t iw0 = seg_ow[s] * g.sw - g.pw + kj * g.dw;
         if (g.sw == 1) {
-          const int lo = (int)imin<int64_t>(len, imax<int64_t>(0, -iw0));
-          const int hi = (int)imax<int64_t>(lo, imin<int64_t>(len, g.W - iw0));
-          for (int t = 0; t < lo; t++) ds[t] = 0.0f;
-          for (int t = lo; t < hi; t++) ds[t] = row[iw0 + t];
-          for (int t = hi; t < len; t++) ds[t] = 0.0f;
+          padded_run(row, g.W, iw0, len, ds);
         } else {
           for (int t = 0; t < len; t++) {
             const int64_t iw = iw0 + t * g.sw;
@@ -101,15 +107,7 @@ struct Im2colChunkPacker final : Packer {
         const int len = seg_len[s];
         const int64_t ih = seg_oh[s] * g.sh - g.ph + ki * g.dh;
         if (ih < 0 || ih >= g.H) { for (int t = 0; t < len; t++) ds[t] = 0.0f; continue; }
-        const float* src = xc + ih * g.W;
-        const int64_t iw0 = seg_ow[s] - g.pw + kj * g.dw;
-        const int lo = (int)imin<int64_t>(len, imax<int64_t>(0, -iw0));
-        const int hi = (int)imax<int64_t>(lo, imin<int64_t>(len, g.W - iw0));
-        for (int t = 0; t < lo; t++) ds[t] = 0.0f;
-        int t = lo;
-        for (; t + W <= hi; t += W) vstore(ds + t, vload(src + iw0 + t));
-        for (; t < hi; t++) ds[t] = src[iw0 + t];
-        for (t = hi; t < len; t++) ds[t] = 0.0f;
+        padded_run(xc + ih * g.W, g.W, seg_ow[s] - g.pw + kj * g.dw, len, ds);
       }
       float* d = dst + k * NR;
       for (int64_t p = 0; p < np; p++)
@@ -119,109 +117,70 @@ struct Im2colChunkPacker final : Packer {
   }
 };
 
+// Packs rows [0, nrows) (nrows <= R) x depth [0, kc) of an operand into one k-major panel of R lanes per k,
+// given fill(i, k0, row, n): row i's n values from depth k0 on, into row[] (an L1 buffer), in memory order.
+// W rows x W depth at a time then go through a register transpose (without one, a plain scatter); rows past
+// nrows are zeros. Operands whose rows are contiguous runs in memory (pixels of an image row) pack this way
+// at copy speed; filling the panel column by column hops between planes and is latency-bound.
+template <int R, class Fill>
+static void pack_staged(int nrows, int64_t kc, float* dst, Fill fill) {
+  constexpr int64_t kChunk = 384;
+  alignas(64) float stage[W][kChunk];
+  for (int rb = 0; rb < R; rb += W) {
+    const int rows = imin(W, R - rb), live = imin(rows, imax(0, nrows - rb));
+    for (int64_t kb = 0; kb < kc; kb += kChunk) {
+      const int64_t kl = imin(kChunk, kc - kb), kr = round_up(kl, W);
+      for (int i = 0; i < live; i++) {
+        fill(rb + i, kb, stage[i], kl);
+        for (int64_t t = kl; t < kr; t++) stage[i][t] = 0.0f;
+      }
+#ifdef VSS_HAS_TRANSPOSE
+      for (int64_t t0 = 0; t0 < kl; t0 += W) {
+        V v[W];
+        for (int i = 0; i < W; i++) v[i] = i < live ? vload(stage[i] + t0) : vzero();
+        vtranspose(v);
+        const int64_t k = kb + t0;
+        for (int t = 0; t < W && k + t < kc; t++) {
+          float* d = dst + (k + t) * R + rb;
+          // a narrower first block (R < W) spills into the next k row, which it writes afterwards
+          if (rows == W || (rb == 0 && k + t + 1 < kc)) vstore(d, v[t]);
+          else vstore_n(d, v[t], rows);
+        }
+      }
+#else
+      for (int64_t t = 0; t < kl; t++)
+        for (int i = 0; i < rows; i++) dst[(kb + t) * R + rb + i] = i < live ? stage[i][t] : 0.0f;
+#endif
+    }
+  }
+}
+
 // A operand of the weight-gradient GEMM: element (r = (c, ki, kj), k = output pixel) = x[c, ih, iw] or 0, in
-// R-tall panels. With stride 1 and rows of output pixels a whole number of vectors, W pixels x W rows at a
-// time: each row's W pixels are one run of an input row (a vector load), and a register transpose turns
-// them into W k-rows of the panel. Otherwise (and for a slice's last pixels) row by row in blocks of kBlock
-// pixels, so one block of the panel stays in L1 while its R rows are written.
+// R-tall panels, each row staged as the runs of input rows its output rows read (pack_staged).
 template <int R>
 struct Im2colTPacker final : Packer {
   const float* x; ConvGeom g;
-  static constexpr int64_t kBlock = 128;
   void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const override {
-    int64_t kfast = 0;
-#ifdef VSS_HAS_TRANSPOSE
-    if (g.sw == 1 && g.OW % W == 0 && k0 % W == 0) {
-      kfast = kc / W * W;
-      pack_runs(r0, nr, k0, kfast, kc, dst);
-    }
-#endif
-    if (kfast < kc) pack_rows(r0, nr, k0 + kfast, kc - kfast, dst + kfast * R);
-  }
-#ifdef VSS_HAS_TRANSPOSE
-  // Pixels [k0, k0 + kn) with k0, kn multiples of W (every group of W pixels then lies in one output row);
-  // kc is the panel's whole depth. Per block of W rows: each row's pixels are first copied in memory order
-  // into an L1 buffer (reading the W rows' sources group by group hopped between channel planes and was
-  // latency-bound), then W x W blocks are transposed in registers into the panel. A block narrower than W
-  // (R = 14, 6) stores whole vectors that spill into the next k row, written afterwards; only the panel's
-  // last row needs a masked store.
-  void pack_runs(int64_t r0, int nr, int64_t k0, int64_t kn, int64_t kc, float* dst) const {
     const int64_t khw = g.kh * g.kw;
-    for (int rb = 0; rb < R; rb += W) {
-      const int rows = imin(W, R - rb);
-      // rows past the block (R = 14 in 16 lanes) only reach lanes that are overwritten or masked: left as is
-      alignas(64) float stage[W][kStage];
-      for (int64_t kb = 0; kb < kn; kb += kStage) {
-        const int64_t kl = imin(kStage, kn - kb);
-        for (int i = 0; i < rows; i++) {
-          float* st = stage[i];
-          const int rr = rb + i;
-          if (rr >= nr) { for (int64_t t = 0; t < kl; t += W) vstore(st + t, vzero()); continue; }
-          const int64_t kk = r0 + rr, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
-          for (int64_t t = 0; t < kl;) {   // one output row's part at a time
-            const int64_t p = k0 + kb + t, oh = p / g.OW, ow = p % g.OW, len = imin(kl - t, g.OW - ow);
-            const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-            float* d = st + t;
-            if (ih < 0 || ih >= g.H) {
-              for (int64_t u = 0; u < len; u += W) vstore(d + u, vzero());
-            } else {
-              const float* row = x + (c * g.H + ih) * g.W;
-              const int64_t iw0 = ow - g.pw + kj * g.dw;
-              const int64_t lo = imin(len, imax<int64_t>(0, -iw0)), hi = imax(lo, imin(len, g.W - iw0));
-              int64_t u = 0;
-              for (; u < lo; u++) d[u] = 0.0f;
-              for (; u + W <= hi; u += W) vstore(d + u, vload(row + iw0 + u));
-              for (; u < hi; u++) d[u] = row[iw0 + u];
-              for (; u < len; u++) d[u] = 0.0f;
-            }
-            t += len;
+    pack_staged<R>(nr, kc, dst, [&](int64_t r, int64_t kb, float* d, int64_t n) {
+      const int64_t kk = r0 + r, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
+      for (int64_t t = 0; t < n;) {   // one output row's part at a time
+        const int64_t p = k0 + kb + t, oh = p / g.OW, ow = p % g.OW, len = imin(n - t, g.OW - ow);
+        const int64_t ih = oh * g.sh - g.ph + ki * g.dh, iw0 = ow * g.sw - g.pw + kj * g.dw;
+        const float* row = x + (c * g.H + ih) * g.W;
+        if (ih < 0 || ih >= g.H) {
+          for (int64_t u = 0; u < len; u++) d[t + u] = 0.0f;
+        } else if (g.sw == 1) {
+          padded_run(row, g.W, iw0, len, d + t);
+        } else {
+          for (int64_t u = 0; u < len; u++) {
+            const int64_t iw = iw0 + u * g.sw;
+            d[t + u] = (iw >= 0 && iw < g.W) ? row[iw] : 0.0f;
           }
         }
-        for (int64_t t0 = 0; t0 < kl; t0 += W) {
-          V v[W];
-          for (int i = 0; i < W; i++) v[i] = i < rows ? vload(stage[i] + t0) : vzero();
-          vtranspose(v);
-          const int64_t k = kb + t0;
-          for (int t = 0; t < W; t++) {
-            float* d = dst + (k + t) * R + rb;
-            if (rows == W || (rb == 0 && k + t + 1 < kc)) vstore(d, v[t]);
-            else vstore_n(d, v[t], rows);
-          }
-        }
+        t += len;
       }
-    }
-  }
-  static constexpr int64_t kStage = 384;   // pixels per row staged at once (W rows: 24 KiB at W = 16)
-#endif
-  void pack_rows(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const {
-    const int64_t khw = g.kh * g.kw;
-    for (int64_t kb = 0; kb < kc; kb += kBlock) {
-      const int64_t kn = imin(kBlock, kc - kb);
-      for (int rr = 0; rr < R; rr++) {
-        float* d = dst + kb * R + rr;
-        if (rr >= nr) { for (int64_t k = 0; k < kn; k++) d[k * R] = 0.0f; continue; }
-        const int64_t kk = r0 + rr, c = kk / khw, ki = (kk % khw) / g.kw, kj = kk % g.kw;
-        const float* xc = x + c * g.H * g.W;
-        const int64_t p = k0 + kb;
-        int64_t oh = p / g.OW, ow = p % g.OW;
-        int64_t k = 0;
-        while (k < kn) {
-          const int64_t len = imin<int64_t>(kn - k, g.OW - ow);
-          const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-          if (ih < 0 || ih >= g.H) {
-            for (int64_t t = 0; t < len; t++) d[(k + t) * R] = 0.0f;
-          } else {
-            const float* row = xc + ih * g.W;
-            const int64_t iw0 = ow * g.sw - g.pw + kj * g.dw;
-            for (int64_t t = 0; t < len; t++) {
-              const int64_t iw = iw0 + t * g.sw;
-              d[(k + t) * R] = (iw >= 0 && iw < g.W) ? row[iw] : 0.0f;
-            }
-          }
-          k += len; ow = 0; oh++;
-        }
-      }
-    }
+    });
   }
 };
 
@@ -445,64 +404,14 @@ static void conv2d_bwd_input(const ConvArgs& a) {
   }
 }
 
-// dst (cols x rows) = srcᵀ for a dense src (rows x cols): W x W blocks through registers, split over
-// threads by blocks of columns (element by element, the strided walk of a 5760 x 640 gradient cost as
-// much as a third of its product).
+// dst (cols x rows) = srcᵀ for a dense src (rows x cols), split over threads by blocks of columns (element
+// by element and on one thread, the strided walk of a 5760 x 640 gradient cost a third of its product).
 static void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst, bool parallel) {
-  auto cols_block = [&](int64_t c0, int64_t c1) {
-    int64_t rfast = 0;
-#ifdef VSS_HAS_TRANSPOSE
-    rfast = rows / W * W;
-    const int64_t cfast = c0 + (c1 - c0) / W * W;
-    for (int64_t c = c0; c < cfast; c += W)
-      for (int64_t r = 0; r < rfast; r += W) {
-        V v[W];
-        for (int i = 0; i < W; i++) v[i] = vload(src + (r + i) * cols + c);
-        vtranspose(v);
-        for (int t = 0; t < W; t++) vstore(dst + (c + t) * rows + r, v[t]);
-      }
-    for (int64_t c = cfast; c < c1; c++)
-      for (int64_t r = 0; r < rfast; r++) dst[c * rows + r] = src[r * cols + c];
-#endif
-    for (int64_t c = c0; c < c1; c++)
-      for (int64_t r = rfast; r < rows; r++) dst[c * rows + r] = src[r * cols + c];
-  };
-  const int64_t blocks = ceil_div(cols, (int64_t)W);
+  auto cols_block = [&](int64_t c0, int64_t c1) { transpose_padded(src + c0, cols, rows, c1 - c0, dst + c0 * rows, rows, rows); };
   if (!parallel || num_threads() <= 1 || rows * cols < (1 << 16)) { cols_block(0, cols); return; }
-  par_range(blocks, rows * W, [&](int64_t b0, int64_t b1) { cols_block(b0 * W, imin(cols, b1 * W)); });
+  par_range(ceil_div(cols, (int64_t)W), rows * W, [&](int64_t b0, int64_t b1) { cols_block(b0 * W, imin(cols, b1 * W)); });
 }
 
-#ifdef VSS_HAS_TRANSPOSE
-// Packs rows [0, nrows) (nrows <= R) x depth [0, kc) of an operand into one k-major panel of R lanes per k,
-// given fill(i, k0, row, n): row i's n values from depth k0 on, into row[] (a contiguous L1 buffer). W rows x
-// W depth at a time go through a register transpose; rows past nrows are zeros.
-template <int R, class Fill>
-static void pack_staged(int nrows, int64_t kc, float* dst, Fill fill) {
-  constexpr int64_t kChunk = 384;
-  alignas(64) float stage[W][kChunk];
-  for (int rb = 0; rb < R; rb += W) {
-    const int rows = imin(W, R - rb), live = imin(rows, imax(0, nrows - rb));
-    for (int64_t kb = 0; kb < kc; kb += kChunk) {
-      const int64_t kl = imin(kChunk, kc - kb), kr = round_up(kl, W);
-      for (int i = 0; i < live; i++) {
-        fill(rb + i, kb, stage[i], kl);
-        for (int64_t t = kl; t < kr; t++) stage[i][t] = 0.0f;
-      }
-      for (int64_t t0 = 0; t0 < kl; t0 += W) {
-        V v[W];
-        for (int i = 0; i < W; i++) v[i] = i < live ? vload(stage[i] + t0) : vzero();
-        vtranspose(v);
-        const int64_t k = kb + t0;
-        for (int t = 0; t < W && k + t < kc; t++) {
-          float* d = dst + (k + t) * R + rb;
-          // a narrower first block (R < W) spills into the next k row, which it writes afterwards
-          if (rows == W || (rb == 0 && k + t + 1 < kc)) vstore(d, v[t]);
-          else vstore_n(d, v[t], rows);
-        }
-      }
-    }
-  }
-}
 // Stride-1 weight gradient without im2col. In the zero-padded input's flat pixel index (row stride
 // Wp = W + 2·pw), output pixel q = oh·Wp + ow reads tap (ki, kj) at q + δ, δ = ki·dh·Wp + kj·dw, so
 //   gw[:, :, ki, kj] (Og x Cg) = Σ_q gy'[:, q] · xpad[:, q + δ]ᵀ
@@ -549,12 +458,7 @@ static void conv2d_bwd_weight_shifted(const ConvArgs& a, int64_t OH, int64_t OW)
             const int64_t q = pc + k0 + t, hp = q / Wp, wp = q % Wp, len = imin(nk - t, Wp - wp);
             const int64_t ih = hp - a.ph, iw0 = wp - a.pw;
             if (ih < 0 || ih >= a.H) { for (int64_t u = 0; u < len; u++) row[t + u] = 0.0f; t += len; continue; }
-            const float* src = x + (c * a.H + ih) * a.W;
-            const int64_t lo = imin(len, imax<int64_t>(0, -iw0)), hi = imax(lo, imin(len, a.W - iw0));
-            int64_t u = 0;
-            for (; u < lo; u++) row[t + u] = 0.0f;
-            for (; u < hi; u++) row[t + u] = src[iw0 + u];
-            for (; u < len; u++) row[t + u] = 0.0f;
+            padded_run(x + (c * a.H + ih) * a.W, a.W, iw0, len, row + t);
             t += len;
           }
         };
@@ -592,7 +496,6 @@ static void conv2d_bwd_weight_shifted(const ConvArgs& a, int64_t OH, int64_t OW)
     });
   }
 }
-#endif
 
 // gw[g] (Og x Kc) = Σ_n gy[n,g] (Og x P) · im2col(x[n,g])ᵀ, computed transposed: gw[g]ᵀ (Kc x Og) =
 // Σ_n im2col(x[n,g]) · gy[n,g]ᵀ in a scratch buffer, then transposed into gw. The long im2col operand is
@@ -607,9 +510,7 @@ static void conv2d_bwd_weight(const ConvArgs& a) {
   if (total <= 0) return;
   if (OH <= 0 || OW <= 0 || a.N <= 0) { for (int64_t i = 0; i < total; i++) a.out[i] = 0.0f; return; }
   const int64_t P = OH * OW;
-#ifdef VSS_HAS_TRANSPOSE
   if (wgrad_shifted_pays(a, OW)) { conv2d_bwd_weight_shifted(a, OH, OW); return; }
-#endif
   const ConvGeom geom{Cg, a.H, a.W, OH, OW, a.kh, a.kw, a.sh, a.sw, a.ph, a.pw, a.dh, a.dw};
   run_items(a.groups, 2.0 * Og * Kc * P * a.N, [&](int64_t g, bool par) {
     float* gwt = static_cast<float*>(scratch(SLOT_OP0, (size_t)(Kc * Og) * sizeof(float)));
