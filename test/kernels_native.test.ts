@@ -14,7 +14,7 @@ import { jsKernels } from '../src/engine/backend/js/index.js';
 import { relErr } from './helpers/relerr.js';
 import {
   cpuFeatures, getNumThreads, loadNativeKernels, nativeExtras, nativeMatmulPrecision, setConvWinograd,
-  setNativeMatmulPrecision, setNumThreads, setSimdPath, supportedSimdPaths,
+  setNativeMatmulPrecision, setNumThreads, setSimdPath, simdSelfTestFailure, supportedSimdPaths,
 } from '../src/engine/backend/native.js';
 
 // smallInJs: false so even tiny problems run the C++ code under test
@@ -280,6 +280,11 @@ function crossCheck(path: string): void {
       { tA: true, tB: false, M: 77, N: 45, K: 270, alpha: 0.5, beta: 0.25, aDt: 'f32', bDt: 'f16', batch: 2, bias: true },
       { tA: false, tB: true, M: 3, N: 70, K: 33, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 2, bias: true, pad: 3 },
       { tA: false, tB: false, M: 5, N: 6, K: 0, alpha: 1, beta: 0, aDt: 'f32', bDt: 'f32', batch: 1, bias: true },
+      // short last row panels (AVX-512: 128 = 9·14 + 2 and 20 = 14 + 6 run the 4- and 8-row kernels), with
+      // the bias added once across K slices onto beta·C, and a column tail
+      { tA: true, tB: false, M: 128, N: 45, K: 400, alpha: 1, beta: 1, aDt: 'f32', bDt: 'f32', batch: 1, bias: true },
+      { tA: false, tB: true, M: 20, N: 64, K: 50, alpha: 2, beta: 0, aDt: 'f32', bDt: 'f32', batch: 2, bias: true },
+      { tA: true, tB: false, M: 130, N: 70, K: 90, alpha: 1, beta: 0.5, aDt: 'f32', bDt: 'f32', batch: 1 },
     ] as const;
     for (const o of cases) {
       const seed0 = seed;
@@ -831,6 +836,8 @@ describe('native kernels', { skip }, () => {
     assert.ok(paths.length >= 1 && paths.includes('portable'), `supported: ${paths}`);
     assert.equal(initial, process.env.VSS_SIMD && paths.includes(process.env.VSS_SIMD as never) ? process.env.VSS_SIMD : paths[0]);
     assert.ok(getNumThreads() >= 1);
+    // a path whose kernels are wrong drops out at load and the suite below would then skip it
+    assert.equal(simdSelfTestFailure(), null);
   });
 
   for (const path of ['avx512', 'avx2', 'portable'] as const) {

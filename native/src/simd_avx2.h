@@ -13,7 +13,7 @@ VSS_INLINE __m256i tailmask(int n) {
 static inline V vzero() { return _mm256_setzero_ps(); }
 // In-register W x W transpose (used by the transposing GEMM packs instead of scalar scatters).
 #define VSS_HAS_TRANSPOSE 1
-static inline void vtranspose(V r[8]) {
+VSS_INLINE void vtranspose(V r[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
@@ -159,10 +159,9 @@ constexpr int NR = 16;
 constexpr int KC = 256;
 constexpr int MC = 6 * 40;
 
-// alpha and beta arrive through memory (ab[0], ab[1]) and are read only after the k loop: passed in
-// registers they stay live across it and GCC spills an accumulator instead (measured: 2x slower).
-static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
-                              int64_t ldc, const float* ab, int mr, int nr) {
+// acc = A~(MR x kc) * B~(kc x NR); then C[0:mr, 0:nr] = the UkTail of acc.
+static inline void ukernel_t(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
+                             int64_t ldc, const UkTail* t, int mr, int nr) {
   __m256 c[MR][2];
 #pragma GCC unroll 6
   for (int i = 0; i < MR; i++) { c[i][0] = _mm256_setzero_ps(); c[i][1] = _mm256_setzero_ps(); }
@@ -178,38 +177,41 @@ static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float
     }
     A += MR; B += NR;
   }
-  const float alpha = ab[0], beta = ab[1];
-  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  const float beta = t->beta;
+  const __m256 va = _mm256_set1_ps(t->alpha), vb = _mm256_set1_ps(beta);
+  const int n0 = nr < 8 ? nr : 8, n1 = nr - 8 > 0 ? nr - 8 : 0;
+  const bool bias = t->bias != nullptr;
+  const __m256 bias0 = bias ? vload_n(t->bias, n0) : _mm256_setzero_ps();
+  const __m256 bias1 = bias && n1 > 0 ? vload_n(t->bias + 8, n1) : _mm256_setzero_ps();
+  // out = alpha·acc + (beta·C + bias)
+  auto row = [&](int i, const float* r, bool full, __m256& o0, __m256& o1) {
+    if (beta == 0.0f) {
+      if (bias) { o0 = _mm256_fmadd_ps(c[i][0], va, bias0); o1 = _mm256_fmadd_ps(c[i][1], va, bias1); }
+      else { o0 = _mm256_mul_ps(c[i][0], va); o1 = _mm256_mul_ps(c[i][1], va); }
+      return;
+    }
+    __m256 old0 = full ? _mm256_loadu_ps(r) : vload_n(r, n0);
+    __m256 old1 = full ? _mm256_loadu_ps(r + 8) : vload_n(r + 8, n1);
+    if (beta != 1.0f) { old0 = _mm256_mul_ps(vb, old0); old1 = _mm256_mul_ps(vb, old1); }
+    if (bias) { old0 = _mm256_add_ps(old0, bias0); old1 = _mm256_add_ps(old1, bias1); }
+    o0 = _mm256_fmadd_ps(c[i][0], va, old0);
+    o1 = _mm256_fmadd_ps(c[i][1], va, old1);
+  };
   if (nr == NR) {
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
       if (i >= mr) break;
       float* r = C + i * ldc;
       __m256 o0, o1;
-      if (beta == 0.0f) { o0 = _mm256_mul_ps(c[i][0], va); o1 = _mm256_mul_ps(c[i][1], va); }
-      else if (beta == 1.0f) {
-        o0 = _mm256_fmadd_ps(c[i][0], va, _mm256_loadu_ps(r));
-        o1 = _mm256_fmadd_ps(c[i][1], va, _mm256_loadu_ps(r + 8));
-      } else {
-        o0 = _mm256_fmadd_ps(c[i][0], va, _mm256_mul_ps(vb, _mm256_loadu_ps(r)));
-        o1 = _mm256_fmadd_ps(c[i][1], va, _mm256_mul_ps(vb, _mm256_loadu_ps(r + 8)));
-      }
+      row(i, r, true, o0, o1);
       _mm256_storeu_ps(r, o0);
       _mm256_storeu_ps(r + 8, o1);
     }
   } else {
-    const int n0 = nr < 8 ? nr : 8, n1 = nr - 8 > 0 ? nr - 8 : 0;
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
       if (i >= mr) break;
       float* r = C + i * ldc;
       __m256 o0, o1;
-      if (beta == 0.0f) { o0 = _mm256_mul_ps(c[i][0], va); o1 = _mm256_mul_ps(c[i][1], va); }
-      else if (beta == 1.0f) {
-        o0 = _mm256_fmadd_ps(c[i][0], va, vload_n(r, n0));
-        o1 = _mm256_fmadd_ps(c[i][1], va, vload_n(r + 8, n1));
-      } else {
-        o0 = _mm256_fmadd_ps(c[i][0], va, _mm256_mul_ps(vb, vload_n(r, n0)));
-        o1 = _mm256_fmadd_ps(c[i][1], va, _mm256_mul_ps(vb, vload_n(r + 8, n1)));
-      }
+      row(i, r, false, o0, o1);
       vstore_n(r, o0, n0);
       if (n1 > 0) vstore_n(r + 8, o1, n1);
     }
@@ -217,7 +219,7 @@ static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float
 }
 
 static inline void ukernel(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha, float beta,
-                           int mr, int nr) {
-  const float ab[2] = {alpha, beta};
-  ukernel_ab(kc, A, B, C, ldc, ab, mr, nr);
+                           int mr, int nr, const float* bias = nullptr) {
+  const UkTail tail{alpha, beta, bias};
+  ukernel_t(kc, A, B, C, ldc, &tail, mr, nr);
 }

@@ -30,7 +30,7 @@ static inline V vloada(const float* p) { return _mm512_load_ps(p); }
 // rows 4g..4g+3); two rounds of 128-bit lane shuffles then gather lane L of u[m], u[4+m], u[8+m], u[12+m].
 // (Four butterfly stages of vpermt2ps, 64 two-source permutes, were ~1.3x slower in the conv weight gradient.)
 #define VSS_HAS_TRANSPOSE 1
-static inline void vtranspose(V r[16]) {
+VSS_INLINE void vtranspose(V r[16]) {
   V t[16], u[16];
   for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]); t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]); }
   for (int g = 0; g < 16; g += 4) {
@@ -121,82 +121,91 @@ constexpr int KC = 384;       // depth of a packed block: B micro-panel 48 KiB..
 constexpr int MC = 14 * 24;   // rows of a packed A block (336 x KC in L2)
 
 // Zeroed accumulators, and C's rows on their way into the cache: the start of both micro-kernels.
-VSS_INLINE void ukernel_start(__m512 (&c)[MR][2], const float* C, int64_t ldc) {
+// R: the rows computed (MR, or fewer for a short last panel; see ukernel).
+template <int R>
+VSS_INLINE void ukernel_start(__m512 (&c)[R][2], const float* C, int64_t ldc) {
 #pragma GCC unroll 14
-  for (int i = 0; i < MR; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
-  for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
+  for (int i = 0; i < R; i++) { c[i][0] = _mm512_setzero_ps(); c[i][1] = _mm512_setzero_ps(); }
+  for (int i = 0; i < R; i++) _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
 }
-// C[0:mr, 0:nr] = alpha*acc + beta*C (beta = 0 ignores C), the end of both micro-kernels.
-VSS_INLINE void ukernel_store(__m512 (&c)[MR][2], float* C, int64_t ldc, const float* ab, int mr, int nr) {
-  const float alpha = ab[0], beta = ab[1];
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+// One row of the tail: alpha·acc + (beta·C + bias); Full: all NR columns (plain loads and stores).
+template <bool Full>
+VSS_INLINE void ukernel_store_row(__m512 c0, __m512 c1, float* r, float beta, __m512 va, __m512 vb, bool bias,
+                                  __m512 bias0, __m512 bias1, __mmask16 m0, __mmask16 m1) {
+  __m512 o0, o1;
+  if (beta == 0.0f) {
+    o0 = bias ? _mm512_fmadd_ps(c0, va, bias0) : _mm512_mul_ps(c0, va);
+    o1 = bias ? _mm512_fmadd_ps(c1, va, bias1) : _mm512_mul_ps(c1, va);
+  } else {
+    __m512 old0 = Full ? _mm512_loadu_ps(r) : _mm512_maskz_loadu_ps(m0, r);
+    __m512 old1 = Full ? _mm512_loadu_ps(r + 16) : _mm512_maskz_loadu_ps(m1, r + 16);
+    if (beta != 1.0f) { old0 = _mm512_mul_ps(vb, old0); old1 = _mm512_mul_ps(vb, old1); }
+    if (bias) { old0 = _mm512_add_ps(old0, bias0); old1 = _mm512_add_ps(old1, bias1); }
+    o0 = _mm512_fmadd_ps(c0, va, old0);
+    o1 = _mm512_fmadd_ps(c1, va, old1);
+  }
+  if (Full) { _mm512_storeu_ps(r, o0); _mm512_storeu_ps(r + 16, o1); }
+  else { _mm512_mask_storeu_ps(r, m0, o0); _mm512_mask_storeu_ps(r + 16, m1, o1); }
+}
+// C[0:mr, 0:nr] = the UkTail of acc, the end of both micro-kernels.
+template <int R>
+VSS_INLINE void ukernel_store(__m512 (&c)[R][2], float* C, int64_t ldc, const UkTail* t, int mr, int nr) {
+  const float beta = t->beta;
+  const __m512 va = _mm512_set1_ps(t->alpha), vb = _mm512_set1_ps(beta);
+  const __mmask16 m0 = tailmask(nr), m1 = tailmask(nr - 16 > 0 ? nr - 16 : 0);
+  const bool bias = t->bias != nullptr;
+  const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, t->bias) : _mm512_setzero_ps();
+  const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, t->bias + 16) : _mm512_setzero_ps();
   if (nr == NR) {
-    if (beta == 0.0f) {
-      _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
+    _Pragma("GCC unroll 16") for (int i = 0; i < R; i++) {
       if (i >= mr) break;
-        _mm512_storeu_ps(C + i * ldc, _mm512_mul_ps(c[i][0], va));
-        _mm512_storeu_ps(C + i * ldc + 16, _mm512_mul_ps(c[i][1], va));
-      }
-    } else if (beta == 1.0f) {
-      _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
-      if (i >= mr) break;
-        _mm512_storeu_ps(C + i * ldc, _mm512_fmadd_ps(c[i][0], va, _mm512_loadu_ps(C + i * ldc)));
-        _mm512_storeu_ps(C + i * ldc + 16, _mm512_fmadd_ps(c[i][1], va, _mm512_loadu_ps(C + i * ldc + 16)));
-      }
-    } else {
-      _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
-      if (i >= mr) break;
-        _mm512_storeu_ps(C + i * ldc, _mm512_fmadd_ps(c[i][0], va, _mm512_mul_ps(vb, _mm512_loadu_ps(C + i * ldc))));
-        _mm512_storeu_ps(C + i * ldc + 16,
-                         _mm512_fmadd_ps(c[i][1], va, _mm512_mul_ps(vb, _mm512_loadu_ps(C + i * ldc + 16))));
-      }
+      ukernel_store_row<true>(c[i][0], c[i][1], C + i * ldc, beta, va, vb, bias, bias0, bias1, m0, m1);
     }
   } else {
-    const __mmask16 m0 = tailmask(nr), m1 = tailmask(nr - 16 > 0 ? nr - 16 : 0);
-    _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
+    _Pragma("GCC unroll 16") for (int i = 0; i < R; i++) {
       if (i >= mr) break;
-      float* r = C + i * ldc;
-      __m512 o0 = _mm512_mul_ps(c[i][0], va), o1 = _mm512_mul_ps(c[i][1], va);
-      if (beta == 1.0f) {
-        o0 = _mm512_fmadd_ps(c[i][0], va, _mm512_maskz_loadu_ps(m0, r));
-        o1 = _mm512_fmadd_ps(c[i][1], va, _mm512_maskz_loadu_ps(m1, r + 16));
-      } else if (beta != 0.0f) {
-        o0 = _mm512_fmadd_ps(c[i][0], va, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, r)));
-        o1 = _mm512_fmadd_ps(c[i][1], va, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, r + 16)));
-      }
-      _mm512_mask_storeu_ps(r, m0, o0);
-      _mm512_mask_storeu_ps(r + 16, m1, o1);
+      ukernel_store_row<false>(c[i][0], c[i][1], C + i * ldc, beta, va, vb, bias, bias0, bias1, m0, m1);
     }
   }
 }
 
 
-// acc = A~(MR x kc) * B~(kc x NR); then C[0:mr, 0:nr] = alpha*acc + beta*C (beta = 0 ignores C).
-// A~ is k-major with MR floats per k; B~ is k-major with NR floats per k (64-byte aligned).
-// alpha and beta arrive through memory (ab[0], ab[1]) and are read only after the k loop: passed in
-// registers they stay live across it and GCC spills an accumulator instead (measured: 2x slower).
-static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
-                              int64_t ldc, const float* ab, int mr, int nr) {
-  __m512 c[MR][2];
+// acc = A~(R x kc) * B~(kc x NR); then C[0:mr, 0:nr] = the UkTail of acc (mr <= R <= MR).
+// A~ is k-major with MR floats per k (the first R read); B~ is k-major with NR floats per k (64-byte aligned).
+// Kept out of line: inlined into the GEMM driver's loops it ran 6 % slower (register pressure there).
+template <int R>
+__attribute__((noinline)) static void ukernel_t(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
+                             int64_t ldc, const UkTail* tail, int mr, int nr) {
+  __m512 c[R][2];
   ukernel_start(c, C, ldc);
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; k++) {
     __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
 #pragma GCC unroll 14
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < R; i++) {
       __m512 a = _mm512_set1_ps(A[i]);
       c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
       c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
     }
     A += MR; B += NR;
   }
-  ukernel_store(c, C, ldc, ab, mr, nr);
+  ukernel_store(c, C, ldc, tail, mr, nr);
 }
 
+// A short last panel (M = 128 leaves 2 of 14 rows) runs a kernel of fewer rows, not 14 rows of zeros:
+// 9 % of the multiply-adds of a 128-row weight gradient. Out of line, so that the 14-row kernel alone is
+// inlined into the loops that call it (all three inlined there cost those loops 4-5 %).
+__attribute__((noinline)) static void ukernel_short(int64_t kc, const float* A, const float* B, float* C,
+                                                   int64_t ldc, const UkTail* tail, int mr, int nr) {
+  if (mr > 8) ukernel_t<MR>(kc, A, B, C, ldc, tail, mr, nr);
+  else if (mr > 4) ukernel_t<8>(kc, A, B, C, ldc, tail, mr, nr);
+  else ukernel_t<4>(kc, A, B, C, ldc, tail, mr, nr);
+}
 static inline void ukernel(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha, float beta,
-                           int mr, int nr) {
-  const float ab[2] = {alpha, beta};
-  ukernel_ab(kc, A, B, C, ldc, ab, mr, nr);
+                           int mr, int nr, const float* bias = nullptr) {
+  const UkTail tail{alpha, beta, bias};
+  if (__builtin_expect(mr == MR, 1)) ukernel_t<MR>(kc, A, B, C, ldc, &tail, mr, nr);
+  else ukernel_short(kc, A, B, C, ldc, &tail, mr, nr);
 }
 
 #ifdef __AVX512BF16__
@@ -219,9 +228,9 @@ static inline __m512i bf16_pairs(V lo, V hi) {
 // 32 consecutive k of one row (lo = the first 16) as 16 pairs
 static inline V bf16_pairs_of_run(V lo, V hi) { return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo)); }
 
-// Same contract as ukernel_ab with A~, B~ packed as bf16 pairs: ceil(kc / 2) pair rows of MR / NR lanes.
-static inline void ukernel_bf16_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
-                                   int64_t ldc, const float* ab, int mr, int nr) {
+// Same contract as ukernel_t with A~, B~ packed as bf16 pairs: ceil(kc / 2) pair rows of MR / NR lanes.
+static inline void ukernel_bf16_t(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
+                                  int64_t ldc, const UkTail* tail, int mr, int nr) {
   __m512 c[MR][2];
   ukernel_start(c, C, ldc);
   const int32_t* Ap = reinterpret_cast<const int32_t*>(A);
@@ -237,12 +246,12 @@ static inline void ukernel_bf16_ab(int64_t kc, const float* __restrict A, const 
     }
     Ap += MR; B += NR;
   }
-  ukernel_store(c, C, ldc, ab, mr, nr);
+  ukernel_store(c, C, ldc, tail, mr, nr);
 }
 static inline void ukernel_bf16(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha,
-                                float beta, int mr, int nr) {
-  const float ab[2] = {alpha, beta};
-  ukernel_bf16_ab(kc, A, B, C, ldc, ab, mr, nr);
+                                float beta, int mr, int nr, const float* bias = nullptr) {
+  const UkTail tail{alpha, beta, bias};
+  ukernel_bf16_t(kc, A, B, C, ldc, &tail, mr, nr);
 }
 #endif
 

@@ -127,10 +127,9 @@ constexpr int NR = 8;
 constexpr int KC = 256;
 constexpr int MC = 6 * 32;
 
-// alpha and beta arrive through memory (ab[0], ab[1]) and are read only after the k loop: passed in
-// registers they stay live across it and GCC spills an accumulator instead (measured: 2x slower).
-static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
-                              int64_t ldc, const float* ab, int mr, int nr) {
+// acc = A~(MR x kc) * B~(kc x NR); then C[0:mr, 0:nr] = the UkTail of acc.
+static inline void ukernel_t(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
+                             int64_t ldc, const UkTail* t, int mr, int nr) {
   V c[MR][2];
 #pragma GCC unroll 6
   for (int i = 0; i < MR; i++) { c[i][0] = vzero(); c[i][1] = vzero(); }
@@ -145,24 +144,32 @@ static inline void ukernel_ab(int64_t kc, const float* __restrict A, const float
     }
     A += MR; B += NR;
   }
-  const float alpha = ab[0], beta = ab[1];
-  const V va = vset1(alpha), vb = vset1(beta);
+  const float beta = t->beta;
+  const V va = vset1(t->alpha), vb = vset1(beta);
   const int n0 = nr < 4 ? nr : 4, n1 = nr - 4 > 0 ? nr - 4 : 0;
+  const V bias0 = t->bias ? vload_n(t->bias, n0) : vzero();
+  const V bias1 = t->bias && n1 > 0 ? vload_n(t->bias + 4, n1) : vzero();
 #pragma GCC unroll 6
   for (int i = 0; i < MR; i++) {
     if (i >= mr) break;
     float* r = C + i * ldc;
-    V o0, o1;
-    if (beta == 0.0f) { o0 = c[i][0] * va; o1 = c[i][1] * va; }
-    else if (beta == 1.0f) { o0 = vfma(c[i][0], va, vload_n(r, n0)); o1 = vfma(c[i][1], va, vload_n(r + 4, n1)); }
-    else { o0 = vfma(c[i][0], va, vb * vload_n(r, n0)); o1 = vfma(c[i][1], va, vb * vload_n(r + 4, n1)); }
+    V o0, o1;   // alpha·acc + (beta·C + bias)
+    if (beta == 0.0f && !t->bias) { o0 = c[i][0] * va; o1 = c[i][1] * va; }
+    else if (beta == 0.0f) { o0 = vfma(c[i][0], va, bias0); o1 = vfma(c[i][1], va, bias1); }
+    else if (beta == 1.0f) {
+      o0 = vfma(c[i][0], va, vload_n(r, n0) + bias0);
+      o1 = vfma(c[i][1], va, vload_n(r + 4, n1) + bias1);
+    } else {
+      o0 = vfma(c[i][0], va, vb * vload_n(r, n0) + bias0);
+      o1 = vfma(c[i][1], va, vb * vload_n(r + 4, n1) + bias1);
+    }
     vstore_n(r, o0, n0);
     if (n1 > 0) vstore_n(r + 4, o1, n1);
   }
 }
 
 static inline void ukernel(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha, float beta,
-                           int mr, int nr) {
-  const float ab[2] = {alpha, beta};
-  ukernel_ab(kc, A, B, C, ldc, ab, mr, nr);
+                           int mr, int nr, const float* bias = nullptr) {
+  const UkTail tail{alpha, beta, bias};
+  ukernel_t(kc, A, B, C, ldc, &tail, mr, nr);
 }

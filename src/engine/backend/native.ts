@@ -180,6 +180,11 @@ export function supportedSimdPaths(): SimdPath[] {
   return load()?.supportedSimd() ?? [];
 }
 
+/** A SIMD path this CPU has but that failed its self-test at load (then not offered), or null. */
+export function simdSelfTestFailure(): string | null {
+  return load()?.simdSelfTestFailure() ?? null;
+}
+
 /** Switch the kernel path at run time (tests, benchmarks). Returns false when the CPU cannot run it. */
 export function setSimdPath(path: SimdPath): boolean {
   return load()?.setSimd(path) ?? false;
