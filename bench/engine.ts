@@ -1,7 +1,7 @@
 /**
  * `npm run bench:engine` — the VSS kernels against OpenBLAS (sgemm) and PyTorch (the rest).
  *
- *   node dist/bench/engine.js [--quick] [--only gemm,conv,attn,norm,dispatch,train,half] [--threads 1,2]
+ *   node dist/bench/engine.js [--quick] [--only gemm,conv,attn,norm,dispatch,train,half] [--rows train_vit] [--threads 1,2]
  *                             [--rounds N] [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]
  *
  * Prints one Markdown table row per (work, thread count) as it completes: VSS median time and rate,
@@ -24,6 +24,8 @@ import { loadTrainingApi, type TrainingApi } from './lib/training.js';
 interface Args {
   quick: boolean;
   only: Set<Group>;
+  /** keep only rows whose id contains one of these (empty: all) */
+  rows: string[];
   threads: number[];
   backend: 'native' | 'js' | null;
   simd: 'avx512' | 'avx2' | 'portable' | null;
@@ -33,10 +35,10 @@ interface Args {
 }
 
 const USAGE = 'usage: node dist/bench/engine.js [--quick] [--only gemm|conv|attn|norm|dispatch|train|half[,...]] '
-  + '[--threads 1,2] [--rounds N] [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]';
+  + '[--rows ID-PART[,...]] [--threads 1,2] [--rounds N] [--backend native|js] [--simd avx512|avx2|portable] [--json out.json]';
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, only: new Set(GROUPS), threads: [1, 2], backend: null, simd: null, json: null, rounds: 1 };
+  const a: Args = { quick: false, only: new Set(GROUPS), rows: [], threads: [1, 2], backend: null, simd: null, json: null, rounds: 1 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -53,6 +55,7 @@ function parseArgs(argv: string[]): Args {
         a.only = new Set(groups as Group[]);
         break;
       }
+      case '--rows': a.rows = value().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--threads': {
         a.threads = value().split(',').map((s) => Number(s.trim()));
         if (a.threads.some((t) => !Number.isInteger(t) || t < 1)) throw new Error(`bad --threads\n${USAGE}`);
@@ -201,7 +204,9 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const root = repoRoot();
   const cpu = cpuInfo();
-  const cases = allCases(args.quick).filter((c) => args.only.has(c.group) && (!args.quick || c.quick));
+  const cases = allCases(args.quick).filter((c) => args.only.has(c.group) && (!args.quick || c.quick)
+    && (args.rows.length === 0 || args.rows.some((r) => c.id.includes(r))));
+  if (cases.length === 0) throw new Error(`no benchmark rows match --only/--rows\n${USAGE}`);
   // budget: a VSS call slow enough (the JS backend) to need more than this many seconds for its reps gets fewer
   const base: TimeOptions = args.quick
     ? { reps: 3, minTime: 0.2, warmup: 1, budget: 8 }
