@@ -72,9 +72,51 @@ static void pack_panel(const void* p, int dt, int64_t ld, bool kmajor, int64_t r
     for (int64_t k = kfast; k < kc; k++) dst[k * R + r] = 0.0f;
 }
 
+// Where the source of a block of an operand lies: `rows` runs of `bytes` bytes, `stride` bytes apart.
+struct SourceRegion { const char* p = nullptr; int64_t rows = 0, bytes = 0, stride = 0; };
+
+// Cache lines of source regions handed out in runs to the micro-kernels, which ask for one line per k step
+// (into L2): the operands of the next block come in from memory while this one is computed. In a training
+// step the operands of most products are cold, and packing them was a memory-bound pass that nothing
+// overlapped. Rows laid end to end (a dense block) are one run.
+struct Prefetcher {
+  SourceRegion r[2];
+  int n = 0;
+  int64_t row = 0, off = 0;   // cursor in r[0]: row, bytes from the row's first line
+  void add(SourceRegion g) {
+    if (!g.p || g.rows <= 0 || g.bytes <= 0 || n == 2) return;
+    if (g.stride == g.bytes) { g.bytes *= g.rows; g.rows = 1; }
+    r[n++] = g;
+  }
+  int64_t lines() const {
+    int64_t t = 0;
+    for (int i = 0; i < n; i++) t += r[i].rows * (r[i].bytes / 64 + 2);
+    return t;
+  }
+  // The next run of at most `want` lines: its first line, and the count in `got` (0 when done).
+  const char* take(int64_t want, int64_t& got) {
+    got = 0;
+    if (n == 0 || want <= 0) return nullptr;
+    const SourceRegion& g = r[0];
+    const char* run = g.p + row * g.stride;
+    const char* first = reinterpret_cast<const char*>((uintptr_t)run & ~(uintptr_t)63);
+    const int64_t total = (run + g.bytes - first + 63) / 64;
+    const int64_t at = off / 64;
+    got = imin(want, total - at);
+    off += got * 64;
+    if (at + got == total) {
+      off = 0;
+      if (++row == g.rows) { row = 0; r[0] = r[1]; n--; }
+    }
+    return first + at * 64;
+  }
+};
+
 // An operand of the driver: packs MR-tall panels of A (rows = i) or NR-wide panels of B (rows = j).
 struct Packer {
   virtual void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const = 0;
+  // The source of rows [r0, r0+nr) x depth [k0, k0+kc), for prefetching; empty where unknown.
+  virtual SourceRegion source(int64_t, int64_t, int64_t, int64_t) const { return {}; }
   // An already packed A panel (rows r0.., depth k0..), used in place by the driver; null: call pack().
   virtual const float* direct(int64_t, int64_t) const { return nullptr; }
   // Rows [r0, r0+n) as consecutive R-wide panels of kc each (B side, R = NR); packers whose source is
@@ -146,6 +188,12 @@ struct DensePacker final : Packer {
     if constexpr (Bf16) { pack_panel_bf16<R>(p, dt, ld, kmajor, r0, nr, k0, kc, dst); return; }
 #endif
     pack_panel<R>(p, dt, ld, kmajor, r0, nr, k0, kc, dst);
+  }
+  SourceRegion source(int64_t r0, int64_t nr, int64_t k0, int64_t kc) const override {
+    const int64_t es = dt == DT_F32 ? 4 : 2;
+    const char* base = static_cast<const char*>(p);
+    if (kmajor) return {base + (k0 * ld + r0) * es, kc, nr * es, ld * es};
+    return {base + (r0 * ld + k0) * es, nr, kc * es, ld * es};
   }
 };
 
@@ -236,6 +284,18 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
           int64_t i = i0 + a * MR;
           pa.pack(i, (int)imin<int64_t>(MR, i1 - i), pc, kc, Ap + a * kcu * MR);
         }
+        // What is packed next on its way in meanwhile: this tile's next slice of A (and of B while B~ is
+        // packed lazily), or after the last slice the next row block's first (tiles in order: one thread).
+        Prefetcher pf;
+        if (pc + KC < K) {
+          const int64_t kn = imin<int64_t>(KC, K - pc - KC);
+          if (!dir) pf.add(pa.source(i0, i1 - i0, pc + KC, kn));
+          if (pack_b) pf.add(pb.source(jc + p0 * NR, imin<int64_t>(nc, p1 * NR) - p0 * NR, pc + KC, kn));
+        } else if (lazy_b && !dir && im + 1 < tm) {
+          pf.add(pa.source(i1, imin(M, i1 + mb) - i1, 0, imin<int64_t>(KC, K)));
+        }
+        const int64_t calls = npan_a * (p1 - p0);
+        const int64_t pf_per_call = calls > 0 ? imin<int64_t>(kc, ceil_div(pf.lines(), calls)) : 0;
         const float b_eff = pc == 0 ? beta : 1.0f;
         for (int64_t p = p0; p < p1; p++) {
           const int64_t j = p * NR;
@@ -248,10 +308,12 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
             int64_t i = i0 + a * MR;
             const float* ap = dir ? pa.direct(i, pc) : Ap + a * kcu * MR;
             const int mr = (int)imin<int64_t>(MR, i1 - i);
+            int64_t pf_lines = 0;
+            const char* pf_at = pf.take(pf_per_call, pf_lines);
 #ifdef VSS_HAS_BF16_DOT
             if constexpr (Bf16) { ukernel_bf16(kc, ap, bp, cp + i * ldc, ldc, alpha, b_eff, mr, nr, bias_j); continue; }
 #endif
-            ukernel(kc, ap, bp, cp + i * ldc, ldc, alpha, b_eff, mr, nr, bias_j);
+            ukernel(kc, ap, bp, cp + i * ldc, ldc, alpha, b_eff, mr, nr, bias_j, pf_at, pf_lines);
           }
         }
       }

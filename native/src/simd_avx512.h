@@ -172,14 +172,17 @@ VSS_INLINE void ukernel_store(__m512 (&c)[R][2], float* C, int64_t ldc, const Uk
 
 // acc = A~(R x kc) * B~(kc x NR); then C[0:mr, 0:nr] = the UkTail of acc (mr <= R <= MR).
 // A~ is k-major with MR floats per k (the first R read); B~ is k-major with NR floats per k (64-byte aligned).
+// Meanwhile asks for pf_lines (<= kc) cache lines from pf on, one per k step (see Prefetcher).
 // Kept out of line: inlined into the GEMM driver's loops it ran 6 % slower (register pressure there).
 template <int R>
-__attribute__((noinline)) static void ukernel_t(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
-                             int64_t ldc, const UkTail* tail, int mr, int nr) {
+__attribute__((noinline)) static void ukernel_t(int64_t kc, const float* __restrict A, const float* __restrict B,
+                                                float* C, int64_t ldc, const UkTail* tail, int mr, int nr,
+                                                const char* pf, int64_t pf_lines) {
   __m512 c[R][2];
   ukernel_start(c, C, ldc);
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; k++) {
+    if (k < pf_lines) _mm_prefetch(pf + k * 64, _MM_HINT_T1);
     __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
 #pragma GCC unroll 14
     for (int i = 0; i < R; i++) {
@@ -196,16 +199,18 @@ __attribute__((noinline)) static void ukernel_t(int64_t kc, const float* __restr
 // 9 % of the multiply-adds of a 128-row weight gradient. Out of line, so that the 14-row kernel alone is
 // inlined into the loops that call it (all three inlined there cost those loops 4-5 %).
 __attribute__((noinline)) static void ukernel_short(int64_t kc, const float* A, const float* B, float* C,
-                                                   int64_t ldc, const UkTail* tail, int mr, int nr) {
-  if (mr > 8) ukernel_t<MR>(kc, A, B, C, ldc, tail, mr, nr);
-  else if (mr > 4) ukernel_t<8>(kc, A, B, C, ldc, tail, mr, nr);
-  else ukernel_t<4>(kc, A, B, C, ldc, tail, mr, nr);
+                                                   int64_t ldc, const UkTail* tail, int mr, int nr, const char* pf,
+                                                   int64_t pf_lines) {
+  if (mr > 8) ukernel_t<MR>(kc, A, B, C, ldc, tail, mr, nr, pf, pf_lines);
+  else if (mr > 4) ukernel_t<8>(kc, A, B, C, ldc, tail, mr, nr, pf, pf_lines);
+  else ukernel_t<4>(kc, A, B, C, ldc, tail, mr, nr, pf, pf_lines);
 }
 static inline void ukernel(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha, float beta,
-                           int mr, int nr, const float* bias = nullptr) {
+                           int mr, int nr, const float* bias = nullptr, const char* pf = nullptr,
+                           int64_t pf_lines = 0) {
   const UkTail tail{alpha, beta, bias};
-  if (__builtin_expect(mr == MR, 1)) ukernel_t<MR>(kc, A, B, C, ldc, &tail, mr, nr);
-  else ukernel_short(kc, A, B, C, ldc, &tail, mr, nr);
+  if (__builtin_expect(mr == MR, 1)) ukernel_t<MR>(kc, A, B, C, ldc, &tail, mr, nr, pf, pf_lines);
+  else ukernel_short(kc, A, B, C, ldc, &tail, mr, nr, pf, pf_lines);
 }
 
 #ifdef __AVX512BF16__
