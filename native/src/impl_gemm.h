@@ -304,7 +304,10 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
         for (int64_t p = p0; p < p1; p++) {
           const int64_t j = p * NR;
           const int nr = (int)imin<int64_t>(NR, nc - j);
-          float* bp = Bt + p * K * NR + pc / ku * NR;
+          // With a single row block nothing reads a B~ panel again: each is packed into one panel-sized
+          // buffer that stays in cache, not into B~'s place for later row blocks (megabytes written back to
+          // memory for nothing at M = 256, N = K = 1280).
+          float* bp = lazy_b && tm == 1 ? Bt : Bt + p * K * NR + pc / ku * NR;
           if (pack_b) pb.pack(jc + j, nr, pc, kc, bp);
           float* cp = C + jc + j;
           const float* bias_j = bias && pc == 0 ? bias + jc + j : nullptr;   // added with the first KC slice
