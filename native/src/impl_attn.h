@@ -59,31 +59,28 @@ static inline V mask_lanes_q(const float* mrow, int64_t mQ, int64_t key, int64_t
 // below spend their time padding to whole tiles and packing per (batch, head). Small register-blocked
 // products over the exact sizes instead, one task per (batch, head). Same conventions: additive mask,
 // causal = key index > query index masked, fully masked rows give 0 and lse = −inf.
+//
+// Scores are formed transposed, Sᵀ [Lk][Lqp] = K · Qᵀ with the queries in the vector lanes (Lqp = Lq rounded
+// up to whole vectors): each query's softmax then runs down a column — maxima, sums, lse and the backward's
+// Δ and dS all lane-wise, with no horizontal reductions — and the products that need P or dS row-major read
+// their scalars with a stride instead of a transposed copy (the row-major form needed four transposes
+// per head in the backward, a fifth of its time).
 constexpr int64_t kSmallAttn = 32;
 
 static inline bool attn_is_small(const AttnArgs& a) { return a.Lq <= kSmallAttn && a.Lk <= kSmallAttn; }
+static inline int64_t attn_small_lqp(const AttnArgs& a) { return round_up(a.Lq, W); }
 
-// Kᵀ of one (batch, head), [D][Lkp] with Lkp = Lk rounded up to whole vectors (zeros past Lk): a score
-// row is then Σ_d q[d]·Kᵀ[d] in a few vector accumulators, no horizontal sums.
-static inline int64_t attn_small_lkp(const AttnArgs& a) { return round_up(a.Lk, W); }
-static inline float* attn_small_kt(const AttnArgs& a, const float* K, int64_t ldk) {
-  const int64_t Lkp = attn_small_lkp(a);
-  float* kt = static_cast<float*>(scratch(SLOT_OP5, (size_t)(a.D * Lkp) * sizeof(float)));
-  transpose_padded(K, ldk, a.Lk, a.D, kt, Lkp, Lkp);
-  return kt;
-}
-
-// Raw products of R rows of x (row stride ldx) with the NV·W columns of a transposed operand xt [n][Lkp]:
+// Raw products of R rows of x (row stride ldx) with the NV·W columns of a transposed operand xt [n][ldt]:
 // s_r = Σ_i x_r[i] · xt[i], summed over i in order. The R rows share every load of xt, and their R·NV
 // independent sums keep the FMA units busy (one row at a time left them waiting on each sum's latency).
 template <int R, int NV>
-static inline void small_dots_block(const float* x, int64_t ldx, const float* xt, int64_t Lkp, int64_t n, float* s,
+static inline void small_dots_block(const float* x, int64_t ldx, const float* xt, int64_t ldt, int64_t n, float* s,
                                     int64_t lds) {
   V acc[R][NV];
   for (int r = 0; r < R; r++) for (int j = 0; j < NV; j++) acc[r][j] = vzero();
   for (int64_t i = 0; i < n; i++) {
     V col[NV];
-    for (int j = 0; j < NV; j++) col[j] = vload(xt + i * Lkp + j * W);
+    for (int j = 0; j < NV; j++) col[j] = vload(xt + i * ldt + j * W);
     for (int r = 0; r < R; r++) {
       const V xi = vset1(x[r * ldx + i]);
       for (int j = 0; j < NV; j++) acc[r][j] = vfma(xi, col[j], acc[r][j]);
@@ -92,64 +89,47 @@ static inline void small_dots_block(const float* x, int64_t ldx, const float* xt
   for (int r = 0; r < R; r++) for (int j = 0; j < NV; j++) vstore(s + r * lds + j * W, acc[r][j]);
 }
 template <int NV>
-static void small_dots_rows(int64_t rows, const float* x, int64_t ldx, const float* xt, int64_t Lkp, int64_t n,
+static void small_dots_rows(int64_t rows, const float* x, int64_t ldx, const float* xt, int64_t ldt, int64_t n,
                             float* s, int64_t lds) {
   constexpr int R = NV <= 2 ? 4 : NV == 3 ? 3 : NV == 4 ? 2 : 1;   // R·NV sums + NV columns fit the registers
   int64_t i = 0;
-  for (; i + R <= rows; i += R) small_dots_block<R, NV>(x + i * ldx, ldx, xt, Lkp, n, s + i * lds, lds);
-  for (; i < rows; i++) small_dots_block<1, NV>(x + i * ldx, ldx, xt, Lkp, n, s + i * lds, lds);
+  for (; i + R <= rows; i += R) small_dots_block<R, NV>(x + i * ldx, ldx, xt, ldt, n, s + i * lds, lds);
+  for (; i < rows; i++) small_dots_block<1, NV>(x + i * ldx, ldx, xt, ldt, n, s + i * lds, lds);
 }
-// s [rows][Lkp] = x [rows][n] · xt [n][Lkp], Lkp a whole number of vectors, at most kSmallAttn rounded up.
-static void small_dots(int64_t rows, const float* x, int64_t ldx, const float* xt, int64_t Lkp, int64_t n, float* s,
+// s [rows][ldt] = x [rows][n] · xt [n][ldt], ldt a whole number of vectors, at most kSmallAttn rounded up.
+static void small_dots(int64_t rows, const float* x, int64_t ldx, const float* xt, int64_t ldt, int64_t n, float* s,
                        int64_t lds) {
-  switch (Lkp / W) {
-    case 1: small_dots_rows<1>(rows, x, ldx, xt, Lkp, n, s, lds); break;
-    case 2: small_dots_rows<2>(rows, x, ldx, xt, Lkp, n, s, lds); break;
-    case 3: small_dots_rows<3>(rows, x, ldx, xt, Lkp, n, s, lds); break;
-    case 4: small_dots_rows<4>(rows, x, ldx, xt, Lkp, n, s, lds); break;
-    case 5: small_dots_rows<5>(rows, x, ldx, xt, Lkp, n, s, lds); break;
-    case 6: small_dots_rows<6>(rows, x, ldx, xt, Lkp, n, s, lds); break;
-    case 7: small_dots_rows<7>(rows, x, ldx, xt, Lkp, n, s, lds); break;
-    default: small_dots_rows<8>(rows, x, ldx, xt, Lkp, n, s, lds); break;
+  switch (ldt / W) {
+    case 1: small_dots_rows<1>(rows, x, ldx, xt, ldt, n, s, lds); break;
+    case 2: small_dots_rows<2>(rows, x, ldx, xt, ldt, n, s, lds); break;
+    case 3: small_dots_rows<3>(rows, x, ldx, xt, ldt, n, s, lds); break;
+    case 4: small_dots_rows<4>(rows, x, ldx, xt, ldt, n, s, lds); break;
+    case 5: small_dots_rows<5>(rows, x, ldx, xt, ldt, n, s, lds); break;
+    case 6: small_dots_rows<6>(rows, x, ldx, xt, ldt, n, s, lds); break;
+    case 7: small_dots_rows<7>(rows, x, ldx, xt, ldt, n, s, lds); break;
+    default: small_dots_rows<8>(rows, x, ldx, xt, ldt, n, s, lds); break;
   }
 }
 
-// Finishes query q's row of raw scores in place: scale, additive mask, −inf on masked keys (causal: past q)
-// and on the padding lanes up to Lkp. Returns the row maximum (−inf when every key is masked).
-static inline float small_finish_scores(const AttnArgs& a, const float* mrow, int64_t q, float* s) {
-  const int64_t Lkp = attn_small_lkp(a);
-  const int64_t valid = a.causal ? imin(a.Lk, q + 1) : a.Lk;
-  const float* m = mrow ? mrow + q * a.mQ : nullptr;
-  const V sc = vset1(a.scale), ninf = vset1(-__builtin_inff()), vlim = vset1((float)valid);
-  V vmx = ninf;
-  for (int64_t k = 0; k < Lkp; k += W) {
-    V v = vmul(vload(s + k), sc);
-    if (m) v = vadd(v, vload_n(m + k, (int)imin<int64_t>(W, a.Lk - k)));
-    v = vsel(vlt(lane_index(k), vlim), v, ninf);
-    vstore(s + k, v);
-    vmx = vmax(v, vmx);   // a NaN score leaves the maximum as it was
-  }
-  return vhmax(vmx);
+// Scores of key row k for the W queries from q0 (lanes): scale, additive mask, −inf where masked (causal:
+// key past the query) and on lanes past Lq.
+static inline V small_scores(const AttnArgs& a, const float* mrow, const float* st, int64_t k, int64_t q0) {
+  const int nq = (int)imin<int64_t>(W, a.Lq - q0);
+  const V ninf = vset1(-__builtin_inff());
+  V v = vmul(vload(st), vset1(a.scale));
+  if (mrow) v = vadd(v, mask_lanes_q(mrow, a.mQ, k, q0, nq));
+  const V qidx = lane_index(q0);
+  v = vsel(vlt(qidx, vset1((float)a.Lq)), v, ninf);
+  if (a.causal) v = vsel(vgt(vset1((float)k), qidx), ninf, v);
+  return v;
 }
 
-// s[k] ← exp(s[k] − m) over whole vectors (the padding lanes hold −inf → 0); returns Σ s.
-static inline float attn_small_exp(float* s, int64_t n, float m) {
-  const V vm = vset1(m);
-  V acc = vzero();
-  for (int64_t k = 0; k < n; k += W) {
-    const V p = vexp(vsub(vload(s + k), vm));
-    vstore(s + k, p);
-    acc = vadd(acc, p);
-  }
-  return vhsum(acc);
-}
-
-// out_r[d0, d0 + C·W) = inv_r · Σ_k p_r[k] · M[k][…] for R rows of weights p (row stride ldp), summed over k in
-// order in registers; the last of the C vectors holds m ≤ W lanes. Accumulating in `out` itself would put a
-// store-to-load round trip on every step of the sum.
+// out_r[d0, d0 + C·W) = inv_r · Σ_k p(r, k) · M[k][…] for R rows, p(r, k) at p[r·prs + k·pks] (a row-major P
+// or, with prs = 1, a transposed one), summed over k in order in registers; the last of the C vectors holds
+// m ≤ W lanes. Accumulating in `out` itself would put a store-to-load round trip on every step of the sum.
 template <int R, int C>
-static inline void small_pv_block(const float* p, int64_t ldp, int64_t L, const float* M, int64_t ldm, int64_t d0,
-                                  int m, const float* inv, float* out, int64_t ldo) {
+static inline void small_pv_block(const float* p, int64_t prs, int64_t pks, int64_t L, const float* M, int64_t ldm,
+                                  int64_t d0, int m, const float* inv, float* out, int64_t ldo) {
   V acc[R][C];
   for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = vzero();
   for (int64_t k = 0; k < L; k++) {
@@ -157,7 +137,7 @@ static inline void small_pv_block(const float* p, int64_t ldp, int64_t L, const 
     V row[C];
     for (int c = 0; c < C; c++) row[c] = c == C - 1 && m < W ? vload_n(mr + c * W, m) : vload(mr + c * W);
     for (int r = 0; r < R; r++) {
-      const V vp = vset1(p[r * ldp + k]);
+      const V vp = vset1(p[r * prs + k * pks]);
       for (int c = 0; c < C; c++) acc[r][c] = vfma(vp, row[c], acc[r][c]);
     }
   }
@@ -172,27 +152,28 @@ static inline void small_pv_block(const float* p, int64_t ldp, int64_t L, const 
   }
 }
 template <int R>
-static inline void small_pv_rows_r(const float* p, int64_t ldp, int64_t L, const float* M, int64_t ldm, int64_t n,
-                                   const float* inv, float* out, int64_t ldo) {
+static inline void small_pv_rows_r(const float* p, int64_t prs, int64_t pks, int64_t L, const float* M, int64_t ldm,
+                                   int64_t n, const float* inv, float* out, int64_t ldo) {
   int64_t d0 = 0;
-  for (; d0 + 4 * W <= n; d0 += 4 * W) small_pv_block<R, 4>(p, ldp, L, M, ldm, d0, W, inv, out, ldo);
+  for (; d0 + 4 * W <= n; d0 += 4 * W) small_pv_block<R, 4>(p, prs, pks, L, M, ldm, d0, W, inv, out, ldo);
   const int64_t rest = n - d0;
   const int m = (int)(rest % W) ? (int)(rest % W) : W;
   switch (ceil_div(rest, W)) {
-    case 1: small_pv_block<R, 1>(p, ldp, L, M, ldm, d0, m, inv, out, ldo); break;
-    case 2: small_pv_block<R, 2>(p, ldp, L, M, ldm, d0, m, inv, out, ldo); break;
-    case 3: small_pv_block<R, 3>(p, ldp, L, M, ldm, d0, m, inv, out, ldo); break;
+    case 1: small_pv_block<R, 1>(p, prs, pks, L, M, ldm, d0, m, inv, out, ldo); break;
+    case 2: small_pv_block<R, 2>(p, prs, pks, L, M, ldm, d0, m, inv, out, ldo); break;
+    case 3: small_pv_block<R, 3>(p, prs, pks, L, M, ldm, d0, m, inv, out, ldo); break;
     default: break;
   }
 }
-// out [rows][n] (row stride ldo) = diag(inv) · p [rows][L] · M [L][n]; inv null means 1.
-static void small_pv_rows(int64_t rows, const float* p, int64_t ldp, int64_t L, const float* M, int64_t ldm, int64_t n,
-                          const float* inv, float* out, int64_t ldo) {
+// out [rows][n] (row stride ldo) = diag(inv) · P · M [L][n], P(r, k) at p[r·prs + k·pks]; inv null means 1.
+static void small_pv_rows(int64_t rows, const float* p, int64_t prs, int64_t pks, int64_t L, const float* M,
+                          int64_t ldm, int64_t n, const float* inv, float* out, int64_t ldo) {
   constexpr int R = W >= 16 ? 4 : 2;   // R·4 sums + 4 row vectors fit the registers
   int64_t i = 0;
   for (; i + R <= rows; i += R)
-    small_pv_rows_r<R>(p + i * ldp, ldp, L, M, ldm, n, inv ? inv + i : nullptr, out + i * ldo, ldo);
-  for (; i < rows; i++) small_pv_rows_r<1>(p + i * ldp, ldp, L, M, ldm, n, inv ? inv + i : nullptr, out + i * ldo, ldo);
+    small_pv_rows_r<R>(p + i * prs, prs, pks, L, M, ldm, n, inv ? inv + i : nullptr, out + i * ldo, ldo);
+  for (; i < rows; i++)
+    small_pv_rows_r<1>(p + i * prs, prs, pks, L, M, ldm, n, inv ? inv + i : nullptr, out + i * ldo, ldo);
 }
 
 // Asks for the rows of the next head while this one is computed: a head's rows are short runs far apart
@@ -221,93 +202,100 @@ VSS_INLINE void prefetch_next_head(const AttnArgs& a, int64_t bh) {
   prefetch_head<1>(a.gv, a.sgv, b, h, a.Lk, a.Dv);
 }
 
-// Per head: all Lq × Lk scores as one small product against Kᵀ, each row finished and exponentiated, then
-// O = diag(1/l) · P · V as one small product.
+// Per head: Sᵀ = K · Qᵀ, each query's column finished and exponentiated (max, sum and lse lane-wise), then
+// O = diag(1/l) · P · V reading P from Pᵀ.
 static void attn_forward_small(const AttnArgs& a) {
   const int64_t D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
   par_range(a.B * a.H, Lq * Lk * (D + Dv), [&](int64_t bh0, int64_t bh1) {
-    const int64_t Lkp = attn_small_lkp(a);
-    float* S = static_cast<float*>(scratch(SLOT_OP6, (size_t)(Lq * Lkp + Lq + 16) * sizeof(float)));
-    float* inv = S + Lq * Lkp;
-    const int64_t ldq = a.sq.l, ldv = a.sv.l, ldo = a.so.l;
+    const int64_t Lqp = attn_small_lqp(a);
+    // Qᵀ [D][Lqp], Sᵀ [Lk][Lqp], 1/l [Lqp]
+    float* buf = static_cast<float*>(scratch(SLOT_OP6, (size_t)((D + Lk + 1) * Lqp + 16) * sizeof(float)));
+    float *qt = buf, *St = qt + D * Lqp, *inv = St + Lk * Lqp;
+    const V ninf = vset1(-__builtin_inff());
     for (int64_t bh = bh0; bh < bh1; bh++) {
       const int64_t b = bh / a.H, h = bh % a.H;
       if (bh + 1 < bh1) prefetch_next_head<false>(a, bh + 1);
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
-      const float* kt = attn_small_kt(a, a.k + head_at(a.sk, b, h), a.sk.l);
-      small_dots(Lq, a.q + head_at(a.sq, b, h), ldq, kt, Lkp, D, S, Lkp);
+      transpose_padded(a.q + head_at(a.sq, b, h), a.sq.l, Lq, D, qt, Lqp, Lqp);
+      small_dots(Lk, a.k + head_at(a.sk, b, h), a.sk.l, qt, Lqp, D, St, Lqp);
       bool any_empty = false;
-      for (int64_t q = 0; q < Lq; q++) {
-        float* s = S + q * Lkp;
-        const float mx = small_finish_scores(a, mrow, q, s);
-        if (mx == -__builtin_inff()) {   // every key masked: output 0, lse −inf
-          for (int64_t k = 0; k < Lkp; k++) s[k] = 0.0f;
-          inv[q] = 0.0f;
-          a.l[bh * Lq + q] = -__builtin_inff();
-          any_empty = true;
-          continue;
+      for (int64_t q0 = 0; q0 < Lqp; q0 += W) {
+        V mx = ninf;
+        for (int64_t k = 0; k < Lk; k++) {
+          const V s = small_scores(a, mrow, St + k * Lqp + q0, k, q0);
+          vstore(St + k * Lqp + q0, s);
+          mx = vmax(s, mx);   // a NaN score leaves the maximum as it was
         }
-        const float l = attn_small_exp(s, Lk, mx);
-        inv[q] = 1.0f / l;
-        a.l[bh * Lq + q] = mx + __builtin_logf(l);
+        const Mask empty = veq(mx, ninf);   // every key masked (and the lanes past Lq): output 0, lse −inf
+        const V muse = vsel(empty, vzero(), mx);
+        V l = vzero();
+        for (int64_t k = 0; k < Lk; k++) {
+          const V e = vexp(vsub(vload(St + k * Lqp + q0), muse));
+          vstore(St + k * Lqp + q0, e);
+          l = vadd(l, e);
+        }
+        vstore(inv + q0, vsel(empty, vzero(), vdiv(vset1(1.0f), l)));
+        const V lse = vsel(empty, ninf, vadd(mx, vlog(l)));
+        const int nq = (int)imin<int64_t>(W, Lq - q0);
+        vstore_n(a.l + bh * Lq + q0, lse, nq);
+        alignas(64) float e[W];
+        vstore(e, vsel(empty, vset1(1.0f), vzero()));
+        for (int i = 0; i < nq; i++) any_empty |= e[i] != 0.0f;
       }
       float* O = a.o + head_at(a.so, b, h);
-      small_pv_rows(Lq, S, Lkp, Lk, a.v + head_at(a.sv, b, h), ldv, Dv, inv, O, ldo);
+      small_pv_rows(Lq, St, 1, Lqp, Lk, a.v + head_at(a.sv, b, h), a.sv.l, Dv, inv, O, a.so.l);
       if (any_empty)   // exact zeros even where V holds inf or NaN
         for (int64_t q = 0; q < Lq; q++)
-          if (a.l[bh * Lq + q] == -__builtin_inff()) for (int64_t d = 0; d < Dv; d++) O[q * ldo + d] = 0.0f;
+          if (a.l[bh * Lq + q] == -__builtin_inff()) for (int64_t d = 0; d < Dv; d++) O[q * a.so.l + d] = 0.0f;
     }
   });
 }
 
-// Per head, every product as one small register-blocked product: P = softmax rows of Q·Kᵀ (with the saved
-// lse), dP = dO·Vᵀ, dS = P ∘ (dP − Δ) · scale, then dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO. Operands are read
-// where they lie; P and dS are kept (and transposed) in scratch.
+// Per head, in the transposed orientation: Pᵀ from Sᵀ = K·Qᵀ and the saved lse, dPᵀ = V·dOᵀ,
+// dSᵀ = Pᵀ ∘ (dPᵀ − Δ) · scale; then dV = Pᵀ·dO and dK = dSᵀ·Q row by row, and dQ = dS·K reading dS from dSᵀ.
 static void attn_backward_small(const AttnArgs& a) {
   const int64_t D = a.D, Dv = a.Dv, Lq = a.Lq, Lk = a.Lk;
   par_range(a.B * a.H, 3 * Lq * Lk * (D + Dv), [&](int64_t bh0, int64_t bh1) {
-    const int64_t Lkp = attn_small_lkp(a), nvec = Lkp / W, Lqp = round_up(Lq, W);
-    // P, dS [Lq][Lkp]; Vᵀ [Dv][Lkp]; Pᵀ, dSᵀ [Lk][Lqp]
+    const int64_t Lqp = attn_small_lqp(a);
+    // Qᵀ [D][Lqp], dOᵀ [Dv][Lqp], Pᵀ and dSᵀ [Lk][Lqp], lse and Δ [Lqp]
     float* buf = static_cast<float*>(
-        scratch(SLOT_OP6, (size_t)(2 * Lq * Lkp + Dv * Lkp + 2 * Lk * Lqp + 16) * sizeof(float)));
-    float *Pm = buf, *dSm = Pm + Lq * Lkp, *vt = dSm + Lq * Lkp, *Pt = vt + Dv * Lkp, *dSt = Pt + Lk * Lqp;
-    const int64_t ldq = a.sq.l, ldk = a.sk.l, ldv = a.sv.l, ldo = a.so.l, ldgo = a.sgo.l;
-    const V vscale = vset1(a.scale);
+        scratch(SLOT_OP6, (size_t)((D + Dv + 2 * Lk + 2) * Lqp + 16) * sizeof(float)));
+    float *qt = buf, *dot = qt + D * Lqp, *Pt = dot + Dv * Lqp, *dSt = Pt + Lk * Lqp, *lse = dSt + Lk * Lqp,
+          *delta = lse + Lqp;
+    const V vscale = vset1(a.scale), ninf = vset1(-__builtin_inff());
     for (int64_t bh = bh0; bh < bh1; bh++) {
       const int64_t b = bh / a.H, h = bh % a.H;
       if (bh + 1 < bh1) prefetch_next_head<true>(a, bh + 1);
       const float* Q = a.q + head_at(a.sq, b, h);
       const float* K = a.k + head_at(a.sk, b, h);
-      const float* Vv = a.v + head_at(a.sv, b, h);
       const float* O = a.out + head_at(a.so, b, h);
       const float* dO = a.gout + head_at(a.sgo, b, h);
-      const float* lse = a.lse + bh * Lq;
+      const int64_t ldq = a.sq.l, ldgo = a.sgo.l;
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
-      const float* kt = attn_small_kt(a, K, ldk);
-      transpose_padded(Vv, ldv, Lk, Dv, vt, Lkp, Lkp);
-      small_dots(Lq, Q, ldq, kt, Lkp, D, Pm, Lkp);
-      small_dots(Lq, dO, ldgo, vt, Lkp, Dv, dSm, Lkp);   // dP
-      for (int64_t q = 0; q < Lq; q++) {
-        float* p = Pm + q * Lkp;
-        float* ds = dSm + q * Lkp;
-        if (lse[q] == -__builtin_inff()) {  // fully masked row: no gradient
-          for (int64_t k = 0; k < Lkp; k++) p[k] = ds[k] = 0.0f;
-          continue;
-        }
-        small_finish_scores(a, mrow, q, p);
-        attn_small_exp(p, Lk, lse[q]);  // P (0 on masked keys and padding lanes)
-        const V delta = vset1(vec_dot(dO + q * ldgo, O + q * ldo, Dv));  // Σ_d dO·O = Σ_k P·dP
-        for (int64_t j = 0; j < nvec; j++) {  // dS = P ∘ (dP − Δ) · scale; exactly 0 where P is
-          const V pv = vload(p + j * W);
-          const V dp = vload(ds + j * W);
-          vstore(ds + j * W, vsel(veq(pv, vzero()), vzero(), vmul(vmul(pv, vsub(dp, delta)), vscale)));
+      transpose_padded(Q, ldq, Lq, D, qt, Lqp, Lqp);
+      transpose_padded(dO, ldgo, Lq, Dv, dot, Lqp, Lqp);
+      small_dots(Lk, K, a.sk.l, qt, Lqp, D, Pt, Lqp);
+      small_dots(Lk, a.v + head_at(a.sv, b, h), a.sv.l, dot, Lqp, Dv, dSt, Lqp);   // dPᵀ
+      for (int64_t q = 0; q < Lqp; q++) {
+        lse[q] = q < Lq ? a.lse[bh * Lq + q] : -__builtin_inff();
+        delta[q] = q < Lq ? vec_dot(dO + q * ldgo, O + q * a.so.l, Dv) : 0.0f;   // Σ_d dO·O = Σ_k P·dP
+      }
+      for (int64_t q0 = 0; q0 < Lqp; q0 += W) {
+        const V l = vload(lse + q0), dl = vload(delta + q0);
+        const Mask dead = veq(l, ninf);   // fully masked query (or a lane past Lq): no gradient
+        const V luse = vsel(dead, vzero(), l);
+        for (int64_t k = 0; k < Lk; k++) {
+          float* p = Pt + k * Lqp + q0;
+          float* ds = dSt + k * Lqp + q0;
+          const V pv = vsel(dead, vzero(), vexp(vsub(small_scores(a, mrow, p, k, q0), luse)));
+          vstore(p, pv);
+          // dS = P ∘ (dP − Δ) · scale; exactly 0 where P is
+          vstore(ds, vsel(veq(pv, vzero()), vzero(), vmul(vmul(pv, vsub(vload(ds), dl)), vscale)));
         }
       }
-      transpose_padded(Pm, Lkp, Lq, Lk, Pt, Lqp, Lqp);
-      transpose_padded(dSm, Lkp, Lq, Lk, dSt, Lqp, Lqp);
-      small_pv_rows(Lq, dSm, Lkp, Lk, K, ldk, D, nullptr, a.gq + head_at(a.sgq, b, h), a.sgq.l);
-      small_pv_rows(Lk, dSt, Lqp, Lq, Q, ldq, D, nullptr, a.gk + head_at(a.sgk, b, h), a.sgk.l);
-      small_pv_rows(Lk, Pt, Lqp, Lq, dO, ldgo, Dv, nullptr, a.gv + head_at(a.sgv, b, h), a.sgv.l);
+      small_pv_rows(Lq, dSt, 1, Lqp, Lk, K, a.sk.l, D, nullptr, a.gq + head_at(a.sgq, b, h), a.sgq.l);
+      small_pv_rows(Lk, dSt, Lqp, 1, Lq, Q, ldq, D, nullptr, a.gk + head_at(a.sgk, b, h), a.sgk.l);
+      small_pv_rows(Lk, Pt, Lqp, 1, Lq, dO, ldgo, Dv, nullptr, a.gv + head_at(a.sgv, b, h), a.sgv.l);
     }
   });
 }
