@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as v from '../src/engine/index.js';
 import { philoxBlock } from '../src/engine/rng.js';
-import { emptyF32, recycledFloatsHeld } from '../src/engine/dtype.js';
+import { emptyF32, recycleF32, recycledFloatsHeld } from '../src/engine/dtype.js';
 import { relErr } from './helpers/relerr.js';
 
 const close = (a: number[], b: number[], tol = 1e-6) =>
@@ -219,4 +219,23 @@ test('backward recycles the gradient buffers it is done with, never one that a p
     const err = relErr(got.toFloat32Array(), want.toFloat32Array());
     assert.ok(err < 1e-5, `${what}: relative error ${err}`);
   }
+});
+
+test('the recycled pool, when full, makes room by dropping the lengths used longest ago', () => {
+  const CAP = 1 << 24;   // the pool's limit in floats
+  // one buffer as large as the pool pushes out whatever earlier tests left, and taking it empties the pool
+  recycleF32(emptyF32(CAP));
+  emptyF32(CAP);
+  assert.equal(recycledFloatsHeld(), 0);
+  const A = CAP / 2, B = CAP / 4, C = CAP / 2 - 16;
+  const a1 = emptyF32(A), a2 = emptyF32(A), b1 = emptyF32(B);
+  recycleF32(a1); recycleF32(a2);                 // full
+  recycleF32(b1);                                 // room made from A, the length used longest ago
+  assert.equal(recycledFloatsHeld(), A + B);
+  assert.equal(emptyF32(A), a1);                  // A used again: now the most recent
+  recycleF32(a1);
+  recycleF32(emptyF32(C));                        // room made from B this time
+  assert.equal(recycledFloatsHeld(), A + C);
+  assert.notEqual(emptyF32(B), b1, 'B, used longest ago, should have been dropped');
+  assert.equal(emptyF32(A), a1, 'A, used recently, should have been kept');
 });
