@@ -35,7 +35,7 @@ struct GemmArgs {
 
 // The end of a GEMM micro-kernel: C = alpha·acc + beta·C (beta = 0 ignores C's old contents) + bias[j]
 // when bias is not null (a linear layer's bias, added while the tile is in registers: adding it to C first
-// and then accumulating onto it cost a ViT training step's forward products 16 %). Passed through memory
+// and then accumulating onto it made a 2176×128×128 product 16 % slower). Passed through memory
 // and read after the k loop: in registers, alpha and beta stay live across it and GCC spills an
 // accumulator instead (measured: 2x slower).
 struct UkTail { float alpha, beta; const float* bias; };

@@ -219,7 +219,8 @@ static inline void ukernel_t(int64_t kc, const float* __restrict A, const float*
 }
 
 static inline void ukernel(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, float alpha, float beta,
-                           int mr, int nr, const float* bias = nullptr, const char* = nullptr, int64_t = 0) {
+                           int mr, int nr, const float* bias = nullptr, const char* /*pf: AVX-512 only*/ = nullptr,
+                           int64_t = 0) {
   const UkTail tail{alpha, beta, bias};
   ukernel_t(kc, A, B, C, ldc, &tail, mr, nr);
 }
