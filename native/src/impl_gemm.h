@@ -197,6 +197,16 @@ struct DensePacker final : Packer {
   }
 };
 
+// Rows r0.. of another packer, read as rows from r0 + off (a column range of B given to one thread).
+struct ShiftedPacker final : Packer {
+  const Packer& p; int64_t off;
+  ShiftedPacker(const Packer& p_, int64_t off_) : p(p_), off(off_) {}
+  void pack(int64_t r0, int nr, int64_t k0, int64_t kc, float* dst) const override { p.pack(r0 + off, nr, k0, kc, dst); }
+  SourceRegion source(int64_t r0, int64_t nr, int64_t k0, int64_t kc) const override {
+    return p.source(r0 + off, nr, k0, kc);
+  }
+};
+
 // C = beta·C (+ bias in every row when bias is not null); beta = 0 ignores C's old contents.
 static void scale_rows(float* C, int64_t ldc, int64_t M, int64_t N, float beta, const float* bias = nullptr) {
   for (int64_t i = 0; i < M; i++) {
@@ -222,6 +232,22 @@ static void gemm_driver(int64_t M, int64_t N, int64_t K, float alpha, float beta
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { scale_rows(C, ldc, M, N, beta, bias); return; }
   const int nt = parallel ? num_threads() : 1;
+  // A single row block on several threads: each thread takes its own range of columns and packs its own B
+  // panels, as one thread would. Sharing B~ between threads (tiles split along M) made each thread read
+  // panels packed on the other core: 1.45x slower at 256x1280x1280 whenever the VM's two vCPUs sat on
+  // different core complexes (a 320 ns round trip between them instead of 55), where OpenBLAS lost 10 %.
+  // A is then packed by every thread (M x K, small next to the columns' share of the work).
+  if (nt > 1 && M <= MC && pa.direct(0, 0) == nullptr && ceil_div(N, NR) >= 2 * nt) {
+    const int64_t np = ceil_div(N, NR), per = ceil_div(np, (int64_t)nt) * NR;
+    auto part = [&](int64_t t, int) {
+      const int64_t j0 = t * per, n = imin(N - j0, per);
+      if (n <= 0) return;
+      ShiftedPacker pbt(pb, j0);
+      gemm_driver<Bf16>(M, n, K, alpha, beta, pa, pbt, C + j0, ldc, false, bias ? bias + j0 : nullptr);
+    };
+    par_for(nt, part);
+    return;
+  }
   // Chunks of about equal width: a budget-sized chunk and a sliver (1216 + 64 columns at N = K = 1280)
   // would pack A and run the tile loop again for a few panels.
   const int64_t nc_budget = imax<int64_t>(NR, (kBBudget / K) / NR * NR);
