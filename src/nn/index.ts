@@ -2,6 +2,7 @@ export { Module, ModuleList, ModuleDict, Sequential, cloneTensor, copyValues } f
 export type { LoadStateDictOptions, LoadResult, UnaryModule } from './module.js';
 export {
   Identity, Linear, Conv2d, ConvTranspose2d, GroupNorm, LayerNorm, Embedding, Dropout, MLP, activate,
+  Act, ReLU, GELU, SiLU, Tanh, Sigmoid,
 } from './layers.js';
 export type { Conv2dOptions, Activation } from './layers.js';
 export { Attention } from './attention.js';

@@ -194,6 +194,17 @@ export function activate(x: Tensor, kind: Activation): Tensor {
   }
 }
 
+/** An activation as a layer (for Sequential); no parameters. */
+export class Act extends Module {
+  constructor(readonly kind: Activation) { super(); }
+  forward(x: Tensor): Tensor { return activate(x, this.kind); }
+}
+export class ReLU extends Act { constructor() { super('relu'); } }
+export class GELU extends Act { constructor(approximate: 'none' | 'tanh' = 'none') { super(approximate === 'tanh' ? 'gelu_tanh' : 'gelu'); } }
+export class SiLU extends Act { constructor() { super('silu'); } }
+export class Tanh extends Act { constructor() { super('tanh'); } }
+export class Sigmoid extends Act { constructor() { super('sigmoid'); } }
+
 /** fc1 → activation → dropout → fc2 (the transformer feed-forward block). */
 export class MLP extends Module {
   fc1: Linear;
