@@ -6,6 +6,7 @@
 //    parallel over tiles (mb rows x nb columns) of C:
 //      for each KC-deep slice pc of K:  pack A~ (mb x KC, MR-tall panels, per thread)
 //        for each NR panel: for each MR panel: micro-kernel (B micro-panel stays in L1, A~ in L2)
+//  (M within one row block on several threads: each thread runs the one-thread scheme on its own columns.)
 //
 // Determinism: every C element is produced by the same micro-kernel over the same KC slices in the same
 // order whatever tile or thread computes it (K is never split across threads), so the result does not
