@@ -218,7 +218,6 @@ static void attn_forward_small(const AttnArgs& a) {
       const float* mrow = a.mask ? a.mask + b * a.mB + h * a.mH : nullptr;
       transpose_padded(a.q + head_at(a.sq, b, h), a.sq.l, Lq, D, qt, Lqp, Lqp);
       small_dots(Lk, a.k + head_at(a.sk, b, h), a.sk.l, qt, Lqp, D, St, Lqp);
-      bool any_empty = false;
       for (int64_t q0 = 0; q0 < Lqp; q0 += W) {
         V mx = ninf;
         for (int64_t k = 0; k < Lk; k++) {
@@ -238,15 +237,11 @@ static void attn_forward_small(const AttnArgs& a) {
         const V lse = vsel(empty, ninf, vadd(mx, vlog(l)));
         const int nq = (int)imin<int64_t>(W, Lq - q0);
         vstore_n(a.l + bh * Lq + q0, lse, nq);
-        alignas(64) float e[W];
-        vstore(e, vsel(empty, vset1(1.0f), vzero()));
-        for (int i = 0; i < nq; i++) any_empty |= e[i] != 0.0f;
       }
       float* O = a.o + head_at(a.so, b, h);
       small_pv_rows(Lq, St, 1, Lqp, Lk, a.v + head_at(a.sv, b, h), a.sv.l, Dv, inv, O, a.so.l);
-      if (any_empty)   // exact zeros even where V holds inf or NaN
-        for (int64_t q = 0; q < Lq; q++)
-          if (a.l[bh * Lq + q] == -__builtin_inff()) for (int64_t d = 0; d < Dv; d++) O[q * a.so.l + d] = 0.0f;
+      for (int64_t q = 0; q < Lq; q++)   // fully masked queries: exact zeros even where V holds inf or NaN
+        if (a.l[bh * Lq + q] == -__builtin_inff()) for (int64_t d = 0; d < Dv; d++) O[q * a.so.l + d] = 0.0f;
     }
   });
 }

@@ -159,6 +159,27 @@ constexpr int NR = 16;
 constexpr int KC = 256;
 constexpr int MC = 6 * 40;
 
+// One row of the tail: alpha·acc + (beta·C + bias); Full: all NR columns, else n0 + n1 of them.
+// Always inlined: as a lambda GCC kept it out of line, a call per row.
+template <bool Full>
+VSS_INLINE void ukernel_store_row(__m256 c0, __m256 c1, float* r, float beta, __m256 va, __m256 vb, bool bias,
+                                  __m256 bias0, __m256 bias1, int n0, int n1) {
+  __m256 o0, o1;
+  if (beta == 0.0f) {
+    o0 = bias ? _mm256_fmadd_ps(c0, va, bias0) : _mm256_mul_ps(c0, va);
+    o1 = bias ? _mm256_fmadd_ps(c1, va, bias1) : _mm256_mul_ps(c1, va);
+  } else {
+    __m256 old0 = Full ? _mm256_loadu_ps(r) : vload_n(r, n0);
+    __m256 old1 = Full ? _mm256_loadu_ps(r + 8) : vload_n(r + 8, n1);
+    if (beta != 1.0f) { old0 = _mm256_mul_ps(vb, old0); old1 = _mm256_mul_ps(vb, old1); }
+    if (bias) { old0 = _mm256_add_ps(old0, bias0); old1 = _mm256_add_ps(old1, bias1); }
+    o0 = _mm256_fmadd_ps(c0, va, old0);
+    o1 = _mm256_fmadd_ps(c1, va, old1);
+  }
+  if (Full) { _mm256_storeu_ps(r, o0); _mm256_storeu_ps(r + 8, o1); }
+  else { vstore_n(r, o0, n0); if (n1 > 0) vstore_n(r + 8, o1, n1); }
+}
+
 // acc = A~(MR x kc) * B~(kc x NR); then C[0:mr, 0:nr] = the UkTail of acc.
 static inline void ukernel_t(int64_t kc, const float* __restrict A, const float* __restrict B, float* C,
                              int64_t ldc, const UkTail* t, int mr, int nr) {
@@ -183,37 +204,15 @@ static inline void ukernel_t(int64_t kc, const float* __restrict A, const float*
   const bool bias = t->bias != nullptr;
   const __m256 bias0 = bias ? vload_n(t->bias, n0) : _mm256_setzero_ps();
   const __m256 bias1 = bias && n1 > 0 ? vload_n(t->bias + 8, n1) : _mm256_setzero_ps();
-  // out = alpha·acc + (beta·C + bias)
-  auto row = [&](int i, const float* r, bool full, __m256& o0, __m256& o1) {
-    if (beta == 0.0f) {
-      if (bias) { o0 = _mm256_fmadd_ps(c[i][0], va, bias0); o1 = _mm256_fmadd_ps(c[i][1], va, bias1); }
-      else { o0 = _mm256_mul_ps(c[i][0], va); o1 = _mm256_mul_ps(c[i][1], va); }
-      return;
-    }
-    __m256 old0 = full ? _mm256_loadu_ps(r) : vload_n(r, n0);
-    __m256 old1 = full ? _mm256_loadu_ps(r + 8) : vload_n(r + 8, n1);
-    if (beta != 1.0f) { old0 = _mm256_mul_ps(vb, old0); old1 = _mm256_mul_ps(vb, old1); }
-    if (bias) { old0 = _mm256_add_ps(old0, bias0); old1 = _mm256_add_ps(old1, bias1); }
-    o0 = _mm256_fmadd_ps(c[i][0], va, old0);
-    o1 = _mm256_fmadd_ps(c[i][1], va, old1);
-  };
   if (nr == NR) {
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
       if (i >= mr) break;
-      float* r = C + i * ldc;
-      __m256 o0, o1;
-      row(i, r, true, o0, o1);
-      _mm256_storeu_ps(r, o0);
-      _mm256_storeu_ps(r + 8, o1);
+      ukernel_store_row<true>(c[i][0], c[i][1], C + i * ldc, beta, va, vb, bias, bias0, bias1, n0, n1);
     }
   } else {
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {
       if (i >= mr) break;
-      float* r = C + i * ldc;
-      __m256 o0, o1;
-      row(i, r, false, o0, o1);
-      vstore_n(r, o0, n0);
-      if (n1 > 0) vstore_n(r + 8, o1, n1);
+      ukernel_store_row<false>(c[i][0], c[i][1], C + i * ldc, beta, va, vb, bias, bias0, bias1, n0, n1);
     }
   }
 }
